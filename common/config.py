@@ -1,0 +1,217 @@
+"""One TOML file configures the whole mesh; every section is a frozen dataclass.
+
+Every key has a default, so an empty file is a valid config. An unknown
+section or key, or a value of the wrong type or out of range, raises
+`ConfigError` naming `section.key` -- a typo never silently falls back to a
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "mesh.toml"
+ENV_CONFIG = "ATOMIC_MESH_CONFIG"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dir: str = "run"  # relative paths are relative to the config file
+
+
+@dataclass(frozen=True)
+class EndpointsConfig:
+    transport: str = field(default="ipc", metadata=_choice("ipc", "tcp"))
+    tcp_host: str = "127.0.0.1"
+    tcp_base_port: int = field(default=7100, metadata=_range(1024, 65000))
+
+
+@dataclass(frozen=True)
+class SocketsConfig:
+    # HWMs are in frames; a stream frame holds up to sequencer.batch_max events.
+    pub_hwm: int = field(default=4000, metadata=_range(1))
+    sub_hwm: int = field(default=4000, metadata=_range(1))
+    push_hwm: int = field(default=20000, metadata=_range(1))
+    pull_hwm: int = field(default=20000, metadata=_range(1))
+    linger_ms: int = field(default=500, metadata=_range(0))
+    reconnect_ivl_ms: int = field(default=20, metadata=_range(1))
+    reconnect_ivl_max_ms: int = field(default=500, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Producer side of exactly-once ingest."""
+
+    max_inflight: int = field(default=20000, metadata=_range(1))
+    resend_ms: int = field(default=500, metadata=_range(10))
+    hello_timeout_ms: int = field(default=500, metadata=_range(10))
+
+
+@dataclass(frozen=True)
+class SequencerConfig:
+    batch_max: int = field(default=64, metadata=_range(1, 4096))
+    clock_interval_ms: int = field(default=100, metadata=_range(1, 60000))
+    heartbeat_interval_ms: int = field(default=1000, metadata=_range(10))
+    journal_dir: str = "journal"  # under run.dir unless absolute
+    segment_bytes: int = field(default=64 << 20, metadata=_range(4096))
+    fsync: str = field(default="none", metadata=_choice("none", "batch", "interval"))
+    fsync_interval_ms: int = field(default=100, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    log_dir: str = "log"  # under run.dir unless absolute
+    segment_bytes: int = field(default=64 << 20, metadata=_range(4096))
+    fsync: str = field(default="none", metadata=_choice("none", "batch", "interval"))
+    fsync_interval_ms: int = field(default=200, metadata=_range(1))
+    repair_timeout_ms: int = field(default=1000, metadata=_range(10))
+    idle_probe_ms: int = field(default=1000, metadata=_range(10))
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    source: str = field(default="synthetic", metadata=_choice("synthetic", "replay", "binance"))
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    seed: int = 1
+    rate: float = field(default=500.0, metadata=_range(0))  # events/s; 0 = full speed
+    max_events: int = field(default=0, metadata=_range(0))  # 0 = unlimited
+    levels: int = field(default=20, metadata=_range(1, 1000))
+    replay_files: tuple[str, ...] = ()
+    replay_speed: float = field(default=1.0, metadata=_range(0))  # 0 = full speed
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    snapshot_limit: int = field(default=1000, metadata=_range(5, 5000))
+    record: str = ""
+    max_line_bytes: int = field(default=1 << 20, metadata=_range(1024))
+    reconnect_min_ms: int = field(default=250, metadata=_range(1))
+    reconnect_max_ms: int = field(default=30000, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class SymbolsConfig:
+    exchange_info: str = ""  # path to a Binance exchangeInfo JSON; "" = built-in table
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    run: RunConfig = RunConfig()
+    endpoints: EndpointsConfig = EndpointsConfig()
+    sockets: SocketsConfig = SocketsConfig()
+    ingest: IngestConfig = IngestConfig()
+    sequencer: SequencerConfig = SequencerConfig()
+    logger: LoggerConfig = LoggerConfig()
+    feed: FeedConfig = FeedConfig()
+    symbols: SymbolsConfig = SymbolsConfig()
+    base_dir: str = ""  # directory of the config file; set by load()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.run.dir)
+
+    def resolve(self, path: str, under: Path | None = None) -> Path:
+        p = Path(os.path.expanduser(path))
+        if p.is_absolute():
+            return p
+        return (under if under is not None else Path(self.base_dir or REPO_ROOT)) / p
+
+    def under_run(self, path: str) -> Path:
+        return self.resolve(path, self.run_dir)
+
+
+def _check_value(where: str, hint: Any, meta: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        value = tuple(value)
+    elif hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{where}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{where}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(MeshConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(MeshConfig) if f.name != "base_dir"}
+
+
+def _build_section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {name}.{unknown[0]} (known: {', '.join(sorted(fields))})")
+    values = {}
+    for key, value in raw.items():
+        values[key] = _check_value(f"{name}.{key}", hints[key], fields[key].metadata, value)
+    return cls(**values)
+
+
+def from_dict(data: dict[str, Any], base_dir: str = "") -> MeshConfig:
+    sections = _section_types()
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(sections))})")
+    built = {name: _build_section(name, cls, data.get(name, {})) for name, cls in sections.items()}
+    return MeshConfig(**built, base_dir=base_dir)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> MeshConfig:
+    """Load the config: explicit path, else $ATOMIC_MESH_CONFIG, else the repo's mesh.toml."""
+    chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    try:
+        text = chosen.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {chosen}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: {exc}") from None
+    return from_dict(data, base_dir=str(chosen.resolve().parent))
+
+
+def replace(cfg: MeshConfig, section: str, **changes: Any) -> MeshConfig:
+    """A copy of cfg with some keys of one section changed (validated)."""
+    sec = getattr(cfg, section)
+    raw = {f.name: getattr(sec, f.name) for f in dataclasses.fields(sec)}
+    raw.update(changes)
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+    return dataclasses.replace(cfg, **{section: _build_section(section, type(sec), raw)})

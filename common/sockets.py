@@ -1,0 +1,103 @@
+"""Every ZeroMQ socket of the mesh is built here, from the config.
+
+Endpoints are ipc:// files in the run directory by default (the directory is
+created 0700 so only the service user can reach them), or tcp:// on
+consecutive ports when `endpoints.transport = "tcp"`. HWM, linger and the
+reconnect interval are set explicitly on every socket: zmq's defaults (1000
+frames, infinite linger) are wrong for this mesh in opposite directions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import zmq
+
+from common.config import MeshConfig
+
+# Order matters: it is the tcp port offset.
+ENDPOINTS = (
+    "ingest_md",  # sequencer PULL: market data
+    "ingest_ctl",  # sequencer PULL: everything else, drained first
+    "stream",  # sequencer PUB: the sequenced stream
+    "sequencer_ctl",  # sequencer ROUTER: hello (last source seq) and journal re-sends
+    "logger_ctl",  # logger ROUTER: log ranges for catch-up
+)
+
+
+def ensure_run_dir(cfg: MeshConfig) -> Path:
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    os.chmod(run, 0o700)
+    return run
+
+
+def endpoint(cfg: MeshConfig, name: str) -> str:
+    if name not in ENDPOINTS:
+        raise KeyError(f"unknown endpoint {name!r}")
+    if cfg.endpoints.transport == "tcp":
+        return f"tcp://{cfg.endpoints.tcp_host}:{cfg.endpoints.tcp_base_port + ENDPOINTS.index(name)}"
+    path = cfg.run_dir / f"{name}.sock"
+    if len(str(path)) > 100:
+        raise ValueError(f"ipc path {path} is longer than the 107-byte unix socket limit allows; shorten run.dir")
+    return f"ipc://{path}"
+
+
+def _common(sock: zmq.Socket, cfg: MeshConfig) -> zmq.Socket:
+    s = cfg.sockets
+    sock.setsockopt(zmq.LINGER, s.linger_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL, s.reconnect_ivl_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, s.reconnect_ivl_max_ms)
+    return sock
+
+
+def bind(sock: zmq.Socket, cfg: MeshConfig, name: str) -> zmq.Socket:
+    ep = endpoint(cfg, name)
+    if ep.startswith("ipc://"):
+        ensure_run_dir(cfg)
+        # A stale file from a killed process would make bind succeed on a
+        # path nobody else can reach; remove it first.
+        Path(ep[6:]).unlink(missing_ok=True)
+    sock.bind(ep)
+    return sock
+
+
+def pull(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.PULL), cfg)
+    sock.setsockopt(zmq.RCVHWM, cfg.sockets.pull_hwm)
+    return bind(sock, cfg, name)
+
+
+def push(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.PUSH), cfg)
+    sock.setsockopt(zmq.SNDHWM, cfg.sockets.push_hwm)
+    sock.connect(endpoint(cfg, name))
+    return sock
+
+
+def pub(ctx: zmq.Context, cfg: MeshConfig, name: str = "stream") -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.PUB), cfg)
+    sock.setsockopt(zmq.SNDHWM, cfg.sockets.pub_hwm)
+    return bind(sock, cfg, name)
+
+
+def sub(ctx: zmq.Context, cfg: MeshConfig, name: str = "stream") -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.SUB), cfg)
+    sock.setsockopt(zmq.RCVHWM, cfg.sockets.sub_hwm)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(endpoint(cfg, name))
+    return sock
+
+
+def router(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.ROUTER), cfg)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+    return bind(sock, cfg, name)
+
+
+def dealer(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
+    sock = _common(ctx.socket(zmq.DEALER), cfg)
+    sock.setsockopt(zmq.LINGER, 0)  # an unanswered request is simply re-asked
+    sock.connect(endpoint(cfg, name))
+    return sock

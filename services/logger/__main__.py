@@ -1,0 +1,5 @@
+import sys
+
+from services.logger.service import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The sequencer: the one place where events get their global order."""

@@ -1,0 +1,5 @@
+import sys
+
+from services.sequencer.service import main
+
+sys.exit(main())
