@@ -153,6 +153,8 @@ def _check_value(where: str, hint: Any, meta: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: {value!r} is not a finite number")
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -210,6 +212,8 @@ def load(path: str | os.PathLike[str] | None = None) -> MeshConfig:
 
 def replace(cfg: MeshConfig, section: str, **changes: Any) -> MeshConfig:
     """A copy of cfg with some keys of one section changed (validated)."""
+    if section not in _section_types():
+        raise ConfigError(f"unknown section [{section}]")
     sec = getattr(cfg, section)
     raw = {f.name: getattr(sec, f.name) for f in dataclasses.fields(sec)}
     raw.update(changes)

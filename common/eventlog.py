@@ -86,13 +86,35 @@ def scan(buf: bytes | memoryview, segment: str, last_segment: bool) -> Iterator[
             zeros = not any(view[off:])
             raise LogDamaged(Damage(segment, off, f"impossible record length {length}", last_segment and zeros))
         if body_end > end:
-            raise LogDamaged(Damage(segment, off, f"record of {length} bytes runs past the end", last_segment))
+            # A write cut short looks like this, but so does a flipped bit in
+            # a length field: only call it torn when no good record follows.
+            torn = last_segment and not _good_record_after(view, off + 1)
+            raise LogDamaged(Damage(segment, off, f"record of {length} bytes runs past the end", torn))
         payload = bytes(view[off + HEADER.size : body_end])
         if _hash(payload) != digest:
             torn = last_segment and body_end == end
             raise LogDamaged(Damage(segment, off, "checksum mismatch", torn))
         yield off, payload
         off = body_end
+
+
+_SEQUENCED_MARK = 0x9A  # msgpack fixarray of 10: every payload is a Sequenced event
+
+
+def _good_record_after(view: memoryview, start: int) -> bool:
+    """Is there any checksum-valid record starting after `start`? (damage triage only)"""
+    end = len(view)
+    pos = start
+    raw = bytes(view)
+    while True:
+        pos = raw.find(bytes([_SEQUENCED_MARK]), pos + HEADER.size)
+        if pos < 0:
+            return False
+        hdr = pos - HEADER.size
+        length, digest = HEADER.unpack_from(raw, hdr)
+        if 0 < length <= MAX_RECORD and pos + length <= end and _hash(raw[pos : pos + length]) == digest:
+            return True
+        pos = pos - HEADER.size + 1
 
 
 @dataclass
@@ -145,7 +167,9 @@ def recover(directory: Path) -> Tail:
 class LogWriter:
     """Appends batches of records to the newest segment, rolling at segment_bytes."""
 
-    def __init__(self, directory: Path, segment_bytes: int, fsync: str = "none", fsync_interval_ms: int = 100) -> None:
+    def __init__(
+        self, directory: Path, segment_bytes: int, fsync: str = "none", fsync_interval_ms: int = 100, last_seq: int = 0
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -155,8 +179,8 @@ class LogWriter:
         self._size = 0
         self._last_sync = time.monotonic_ns()
         self._dirty = False
-        self.durable_seq = 0  # highest seq known to be fsynced
-        self.last_seq = 0
+        self.last_seq = last_seq  # as found by recover(); the writer never reads the log itself
+        self.durable_seq = last_seq  # highest seq known to be fsynced (recovered records are on disk)
         segs = list_segments(self.directory)
         if segs:
             self._open(segs[-1])

@@ -312,6 +312,11 @@ _head_dec = msgspec.msgpack.Decoder(SequencedHead)
 _batch_dec = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
+# Hostile bytes can fail in more ways than msgspec's own errors: invalid UTF-8
+# in a str field, or nesting deep enough to exhaust the recursion limit.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError, TypeError)
+
+
 def encode(obj: msgspec.Struct) -> bytes:
     return _enc.encode(obj)
 
@@ -319,8 +324,8 @@ def encode(obj: msgspec.Struct) -> bytes:
 def _decode(dec: msgspec.msgpack.Decoder, raw: bytes, what: str):  # type: ignore[no-untyped-def]
     try:
         obj = dec.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(f"malformed {what}: {exc}", raw) from None
+    except _DECODE_ERRORS as exc:
+        raise FrameError(f"malformed {what}: {type(exc).__name__}: {exc}", raw) from None
     if obj.v != CODEC_VERSION:
         raise FrameError(f"{what} codec version {obj.v}, expected {CODEC_VERSION}", raw)
     return obj
@@ -346,7 +351,7 @@ def encode_batch(raws: list[bytes]) -> bytes:
 def split_batch(frame: bytes) -> list[bytes]:
     try:
         return [bytes(r) for r in _batch_dec.decode(frame)]
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise FrameError(f"malformed stream batch: {exc}", frame) from None
 
 

@@ -60,9 +60,11 @@ def parse_decimal(text: str | bytes, scale: int, *, allow_negative: bool = False
     if extra.strip("0"):
         raise UnitError(f"{text!r} has more precision than scale {scale}")
     value = int(whole) * 10**scale + (int(kept.ljust(scale, "0")) if scale else 0)
-    if value > INT64_MAX:
+    if negative:
+        value = -value
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
         raise UnitError(f"{text!r} overflows int64 at scale {scale}")
-    return -value if negative else value
+    return value
 
 
 def format_fixed(value: int, scale: int) -> str:

@@ -49,7 +49,7 @@ class Logger:
         if tail.truncated:
             log.warning("log: truncated %s", tail.truncated)
         self.last_seq = tail.last_seq
-        self.writer = eventlog.LogWriter(self.dir, lc.segment_bytes, lc.fsync, lc.fsync_interval_ms)
+        self.writer = eventlog.LogWriter(self.dir, lc.segment_bytes, lc.fsync, lc.fsync_interval_ms, last_seq=self.last_seq)
         self.router = sockets.router(ctx, cfg, "logger_ctl")
         # The logger's own hole-filler is the journal: it must never ask itself.
         self.follower = StreamFollower(ctx, cfg, self.last_seq + 1, repair_from=("sequencer_ctl",))

@@ -44,6 +44,9 @@ class SequencerCore:
         except events.FrameError:
             self.counters["malformed"] += 1
             raise
+        if ing.source == SOURCE:
+            self.counters["malformed"] += 1
+            raise events.FrameError(f"source name {SOURCE!r} is reserved for the sequencer", frame)
         last = self.sources.get(ing.source, 0)
         if ing.source_seq <= last:
             self.counters["duplicates"] += 1

@@ -75,7 +75,9 @@ class Sequencer:
             head = events.decode_head(tail.last_payload)
             sources = recover_sources(self.journal_dir, self.ckpt, head.seq)
             self.core.restore(head.seq, head.epoch, head.lamport, sources)
-        self.journal = eventlog.LogWriter(self.journal_dir, sc.segment_bytes, sc.fsync, sc.fsync_interval_ms)
+        self.journal = eventlog.LogWriter(
+            self.journal_dir, sc.segment_bytes, sc.fsync, sc.fsync_interval_ms, last_seq=self.core.last_seq
+        )
         self.md = sockets.pull(ctx, cfg, "ingest_md")
         self.ctl = sockets.pull(ctx, cfg, "ingest_ctl")
         self.pub = sockets.pub(ctx, cfg, "stream")

@@ -1,0 +1,67 @@
+"""The contract between a service's pure core and its transport shell.
+
+A core is a deterministic state machine over the sequenced stream: it is fed
+every `Sequenced` event in seq order and returns the events it wants to emit.
+It never touches a socket, the wall clock or an unseeded RNG, and its state
+holds no floats, so the verifier, the backtester and the tests can drive the
+very same core with no sockets at all and get the same outputs and hashes.
+
+Every output carries an idempotency key derived from the event that caused
+it: `<producer>:<epoch>:<seq>:<n>` (n = index among that event's outputs).
+A replay of the same events yields the same keys, which is how a restarted
+service recognises outputs that are already in the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+import xxhash
+
+from common import events
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    body: events._Body
+    key: str
+    event_ns: int
+
+
+class Core(Protocol):
+    name: str
+
+    def apply(self, ev: events.Sequenced) -> list[Output]:
+        """Consume one sequenced event; return what to emit because of it."""
+        ...
+
+    def state(self) -> object:
+        """The full state as plain msgpack-encodable data (ints, str, bytes, lists, dicts)."""
+        ...
+
+    def load_state(self, state: object) -> None:
+        """Restore what state() returned."""
+        ...
+
+
+def output_key(producer: str, ev: events.Sequenced, n: int) -> str:
+    return f"{producer}:{ev.epoch}:{ev.seq}:{n}"
+
+
+def outputs_for(producer: str, ev: events.Sequenced, bodies: list[events._Body]) -> list[Output]:
+    """Wrap bodies caused by `ev` with their keys; event time is the cause's."""
+    return [Output(b, output_key(producer, ev, i), ev.event_ns) for i, b in enumerate(bodies)]
+
+
+_canon = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def canonical(state: object) -> bytes:
+    """Deterministic msgpack of a state (dict keys sorted), the input of state hashes."""
+    return _canon.encode(state)
+
+
+def state_hash(state: object) -> int:
+    return xxhash.xxh3_64_intdigest(canonical(state))

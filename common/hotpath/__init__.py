@@ -1,0 +1,123 @@
+"""Strategy hot path: numba kernels over preallocated int64 arrays.
+
+Plain-Python helpers (allocation, params) live here; the per-event kernels
+live in ``common.hotpath.kernels`` and the layouts in
+``common.hotpath.dtypes``. Typical use, one kernel call per event::
+
+    from common.hotpath import default_params, new_book, new_state, kernels
+    params = default_params(half_spread=12)
+    state, book = new_state(), new_book()
+    act = kernels.on_book_delta(state, book, params, rows, 0, n_rows, ts)
+    if act == dtypes.ACT_QUOTE:
+        bid_px = state[dtypes.S_Q_BID_PX]  # ... S_Q_BID_QTY, S_Q_ASK_PX, ...
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.hotpath import dtypes
+from common.hotpath.dtypes import (
+    BK_COLS,
+    BOOK_CAP,
+    BPS_ONE,
+    NEVER,
+    NO_PRICE,
+    N_PARAMS,
+    PARAM_DEFAULTS,
+    PARAM_INDEX,
+    STATE_LEN,
+    S_FAIR,
+    S_LAST_QUOTE_FAIR,
+    S_MULT_BPS,
+    S_RING_DIST,
+    S_SINCE_QUOTE,
+    VPIN_CAP,
+)
+
+__all__ = [
+    "dtypes",
+    "default_params",
+    "check_params",
+    "new_state",
+    "new_book",
+    "new_levels",
+]
+
+# inclusive [lo, hi] of every param; the kernels rely on these for overflow
+_LIMITS = {
+    dtypes.P_TICK: (1, 1 << 32),
+    dtypes.P_LOT: (1, 1 << 40),
+    dtypes.P_ORDER_QTY: (0, 1 << 50),
+    dtypes.P_MAX_INV: (0, 1 << 43),
+    dtypes.P_HALF_SPREAD: (0, 1 << 32),
+    dtypes.P_GAMMA_PPM: (0, 1_000_000_000),
+    dtypes.P_WARMUP: (0, 1 << 40),
+    dtypes.P_COOLDOWN: (0, 1 << 40),
+    dtypes.P_REQUOTE_PX: (0, 1 << 40),
+    dtypes.P_VPIN_WINDOW: (1, VPIN_CAP),
+    dtypes.P_TOXIC_BPS: (0, 10_001),
+    dtypes.P_MIN_TRADES: (0, VPIN_CAP + 1),
+    dtypes.P_MP_LEVELS: (1, BOOK_CAP),
+    dtypes.P_EMA_ALPHA_PPM: (1, 1_000_000),
+    dtypes.P_MULT_VPIN_BPS: (0, 1_000_000),
+    dtypes.P_MULT_VOL_BPS: (0, 1_000_000),
+    dtypes.P_MULT_VOL_REF: (1, 1 << 32),
+    dtypes.P_MULT_MAX_BPS: (BPS_ONE, 1_000_000),
+    dtypes.P_SPOT: (0, 1),
+    dtypes.P_MODEL: (dtypes.MODEL_MM, dtypes.MODEL_AS),
+    dtypes.P_AS_GAMMA_PPM: (1, 1_000_000_000),
+    dtypes.P_AS_HORIZON_NS: (1, 1 << 50),
+    dtypes.P_AS_KAPPA_PPM: (1, 1 << 32),
+}
+
+
+def check_params(params: np.ndarray) -> None:
+    """Raise ValueError naming the first param outside its safe range."""
+    if params.dtype != np.int64 or params.shape != (N_PARAMS,):
+        raise ValueError(f"params must be int64[{N_PARAMS}]")
+    names = {v: k for k, v in PARAM_INDEX.items()}
+    for idx, (lo, hi) in _LIMITS.items():
+        v = int(params[idx])
+        if not lo <= v <= hi:
+            raise ValueError(f"param {names[idx]}={v} outside [{lo}, {hi}]")
+
+
+def default_params(**overrides: int) -> np.ndarray:
+    """int64 params array with the documented defaults (dtypes.PARAM_DEFAULTS),
+    keys named like the P_ constants without the prefix, lower-case
+    (e.g. ``half_spread=12, model=dtypes.MODEL_AS``). Unknown keys raise."""
+    p = np.zeros(N_PARAMS, dtype=np.int64)
+    for idx, v in PARAM_DEFAULTS.items():
+        p[idx] = v
+    for key, v in overrides.items():
+        if key not in PARAM_INDEX:
+            raise ValueError(f"unknown param {key!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"param {key!r} must be an integer, got {v!r}")
+        p[PARAM_INDEX[key]] = int(v)
+    check_params(p)
+    return p
+
+
+def new_state() -> np.ndarray:
+    """Fresh strategy state (int64[STATE_LEN]), nothing seen yet."""
+    s = np.zeros(STATE_LEN, dtype=np.int64)
+    s[S_FAIR] = NO_PRICE
+    s[S_LAST_QUOTE_FAIR] = NO_PRICE
+    s[S_SINCE_QUOTE] = NEVER
+    s[S_MULT_BPS] = BPS_ONE
+    s[S_RING_DIST : S_RING_DIST + VPIN_CAP] = -1
+    return s
+
+
+def new_book(cap: int = BOOK_CAP) -> np.ndarray:
+    """Empty book, int64[1 + 2*cap, 2] (see dtypes for the layout)."""
+    if cap < 1:
+        raise ValueError("book capacity must be >= 1")
+    return np.zeros((1 + 2 * cap, BK_COLS), dtype=np.int64)
+
+
+def new_levels(n: int) -> np.ndarray:
+    """Reusable level-row buffer, int64[n, 3] of (side, px, qty)."""
+    return np.zeros((n, dtypes.LV_COLS), dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Execution: the child-order state machine and the simulated exchange (pure cores, no sockets)."""

@@ -1,0 +1,1 @@
+"""Tests of services.execution: the order state machine and the simulated exchange."""
