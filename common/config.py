@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.risk_config import RiskConfig
+from common.router_config import RouterConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "mesh.toml"
 ENV_CONFIG = "ATOMIC_MESH_CONFIG"
@@ -112,6 +115,46 @@ class SymbolsConfig:
 
 
 @dataclass(frozen=True)
+class StrategyConfig:
+    """The market maker. Units: prices in pipettes, sizes in atoms, ratios in
+    bps or ppm, exactly as the hot-path kernels take them (common/hotpath)."""
+
+    name: str = "strategy"  # producer id and heartbeat name; run several with different names
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    model: str = field(default="mm", metadata=_choice("mm", "as"))  # mm = seed-style, as = Avellaneda-Stoikov
+    order_qty: int = field(default=100_000, metadata=_range(1))
+    max_inventory: int = field(default=20_000_000, metadata=_range(1))
+    half_spread: int = field(default=10, metadata=_range(0))
+    gamma_ppm: int = field(default=100_000, metadata=_range(0))
+    warmup: int = field(default=3, metadata=_range(0))
+    cooldown: int = field(default=2, metadata=_range(0))
+    requote_threshold: int = field(default=5, metadata=_range(0))
+    vpin_window: int = field(default=200, metadata=_range(1, 1024))
+    toxic_bps: int = field(default=8000, metadata=_range(0, 10001))
+    min_trades: int = field(default=50, metadata=_range(0, 1025))
+    microprice_levels: int = field(default=5, metadata=_range(1, 64))
+    spot: bool = True
+    as_gamma_ppm: int = field(default=1000, metadata=_range(1))
+    as_horizon_ms: int = field(default=60_000, metadata=_range(1))
+    as_kappa_ppm: int = field(default=100_000, metadata=_range(1))
+    hash_every: int = field(default=1000, metadata=_range(1))
+    snapshot_every: int = field(default=10_000, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    venue: str = field(default="sim", metadata=_choice("sim", "binance"))
+    maker_fee_bps: int = field(default=2, metadata=_range(-10000, 10000))
+    order_latency_ms: int = field(default=5, metadata=_range(0))
+    feed_latency_ms: int = field(default=0, metadata=_range(0))
+    hash_every: int = field(default=1000, metadata=_range(1))
+    snapshot_every: int = field(default=10_000, metadata=_range(1))
+    binance_rest_url: str = "https://api.binance.com"
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_key_file: str = ""  # else $BINANCE_API_KEY / $BINANCE_API_SECRET
+
+
+@dataclass(frozen=True)
 class MeshConfig:
     run: RunConfig = RunConfig()
     endpoints: EndpointsConfig = EndpointsConfig()
@@ -121,6 +164,10 @@ class MeshConfig:
     logger: LoggerConfig = LoggerConfig()
     feed: FeedConfig = FeedConfig()
     symbols: SymbolsConfig = SymbolsConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    risk: RiskConfig = RiskConfig()
+    router: RouterConfig = RouterConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     base_dir: str = ""  # directory of the config file; set by load()
 
     @property
@@ -140,7 +187,16 @@ class MeshConfig:
 def _check_value(where: str, hint: Any, meta: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if dataclasses.is_dataclass(item):
+            return tuple(_build_section(f"{where}[{i}]", item, v) for i, v in enumerate(value))
+        if typing.get_origin(item) is tuple:
+            if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value):
+                raise ConfigError(f"{where}: expected a list of lists of strings, got {value!r}")
+            return tuple(tuple(v) for v in value)
+        if not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         value = tuple(value)
     elif hint is bool:
@@ -184,7 +240,10 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
     values = {}
     for key, value in raw.items():
         values[key] = _check_value(f"{name}.{key}", hints[key], fields[key].metadata, value)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # a section's own cross-field checks
+        raise ConfigError(f"[{name}]: {exc}") from None
 
 
 def from_dict(data: dict[str, Any], base_dir: str = "") -> MeshConfig:
@@ -210,6 +269,14 @@ def load(path: str | os.PathLike[str] | None = None) -> MeshConfig:
     return from_dict(data, base_dir=str(chosen.resolve().parent))
 
 
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
 def replace(cfg: MeshConfig, section: str, **changes: Any) -> MeshConfig:
     """A copy of cfg with some keys of one section changed (validated)."""
     if section not in _section_types():
@@ -217,5 +284,5 @@ def replace(cfg: MeshConfig, section: str, **changes: Any) -> MeshConfig:
     sec = getattr(cfg, section)
     raw = {f.name: getattr(sec, f.name) for f in dataclasses.fields(sec)}
     raw.update(changes)
-    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+    raw = {k: _plain(v) for k, v in raw.items()}
     return dataclasses.replace(cfg, **{section: _build_section(section, type(sec), raw)})

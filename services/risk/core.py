@@ -89,7 +89,7 @@ from common.accounting import Account
 from common.core import Output, outputs_for
 from common.units import BUILTIN, SymbolSpec, SymbolTable
 
-from .config import RiskConfig
+from common.risk_config import RiskConfig
 
 NAME = "risk"
 DAY_NS = 86_400 * 10**9

@@ -52,7 +52,7 @@ from common import events as E
 from common.core import Output, outputs_for
 from common.units import BUILTIN, SymbolTable
 
-from .config import ALGOS, BEST_VENUE, BPS_MAX, SWEEP, TWAP, VWAP, RouterConfig, VenueConfig
+from common.router_config import ALGOS, BEST_VENUE, BPS_MAX, SWEEP, TWAP, VWAP, RouterConfig, VenueConfig
 
 NAME = "router"
 ROUTER_VENUE = "router"

@@ -10,7 +10,7 @@ import pytest
 from common import events as E
 from common.core import canonical, state_hash
 from services.risk import RiskConfig, RiskCore
-from services.risk.config import MONEY
+from common.risk_config import MONEY
 
 BTC = "BTCUSDT"
 DAY = 86_400 * 10**9
