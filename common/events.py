@@ -103,6 +103,7 @@ class OrderIntent(_Body, tag=10):
     qty: Pos
     tif: Annotated[int, msgspec.Meta(ge=0, le=2)] = GTC
     post_only: bool = False
+    algo: str = ""  # routing algorithm; "" = the router's default for the symbol
 
 
 class CancelIntent(_Body, tag=11):
@@ -126,6 +127,7 @@ class RiskApproved(_Body, tag=20):
     tif: int
     post_only: bool
     intent_seq: NonNeg
+    algo: str = ""
 
 
 class RiskRejected(_Body, tag=21):
@@ -197,6 +199,15 @@ class OrderExpired(_Body, tag=44):
     leaves_qty: NonNeg
 
 
+class CancelRejected(_Body, tag=45):
+    """A venue refused a cancel (the order is unknown to it, or already final)."""
+
+    venue: str
+    child_id: str
+    symbol: str
+    reason: str
+
+
 # ---------------------------------------------------------------- control
 class StateHash(_Body, tag=50):
     service: str
@@ -259,6 +270,7 @@ Body = Union[
     OrderCancelled,
     OrderRejected,
     OrderExpired,
+    CancelRejected,
     StateHash,
     Heartbeat,
     OperatorCommand,

@@ -19,17 +19,19 @@ seqs and on stop it writes a checksummed snapshot.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import msgspec
 import xxhash
 import zmq
 
 from common import events, runtime
-from common.config import MeshConfig
+from common.config import ConfigError, MeshConfig
 from common.core import Core, Output, state_hash
 from common.producer import Producer
 from common.rpc import RpcClient
@@ -196,3 +198,35 @@ class CoreService:
             self.producer.flush(2.0)
             self.producer.close()
         self.follower.close()
+
+
+def serve(
+    prog: str,
+    description: str,
+    build: Callable[[MeshConfig, argparse.Namespace], tuple[Core, int, int]],
+    argv: list[str] | None = None,
+    add_args: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """The whole `main()` of a core-driven service.
+
+    `build(cfg, args)` returns (core, hash_every, snapshot_every); a config
+    problem it raises (ConfigError, KeyError, ValueError) becomes a clear
+    error line and EXIT_CONFIG.
+    """
+    parser = runtime.base_parser(prog, description)
+    if add_args is not None:
+        add_args(parser)
+    args = parser.parse_args(argv)
+    name = prog.rsplit(".", 1)[-1]
+    runtime.setup_logging(name, args.log_level)
+    cfg = runtime.load_config(args.config, log)
+    if cfg is None:
+        return runtime.EXIT_CONFIG
+    try:
+        core, hash_every, snapshot_every = build(cfg, args)
+    except (ConfigError, KeyError, ValueError) as exc:
+        log.error("config error: %s", exc)
+        return runtime.EXIT_CONFIG
+    stop = runtime.Shutdown().install()
+    shell = CoreService(cfg, core, zmq.Context.instance(), hash_every=hash_every, snapshot_every=snapshot_every)
+    return shell.run(stop)

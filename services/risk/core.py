@@ -5,8 +5,12 @@ risk emits because of it: exactly one `RiskApproved` or `RiskRejected` per
 `OrderIntent`, and a `CancelAll(origin="risk")` whenever the kill switch, the
 circuit breaker or the dead man's switch fires.
 
-Time is event time only: `now` is the largest event_ns seen so far (so a
-producer whose stamp lags cannot move the clock backwards); the rate limit,
+Time is the sequencer's clock only: `now` is the largest recv_ns (the
+sequencer's stamp, in the log, so a replay sees the same clock) seen so far.
+Exchange timestamps (event_ns of market data) run on another clock -- a
+synthetic market or a replayed capture may be years off -- so they never
+drive a rule. Taking the max means a stamp that lags cannot move the clock
+backwards; the rate limit,
 the daily reset (UTC day of `now`) and the dead man's switch (evaluated on
 the sequencer's Clock events) all read it.
 
@@ -312,8 +316,8 @@ class RiskCore:
 
     # ------------------------------------------------------------ apply
     def apply(self, ev: E.Sequenced) -> list[Output]:
-        if ev.event_ns > self.now_ns:
-            self.now_ns = ev.event_ns
+        if ev.recv_ns > self.now_ns:
+            self.now_ns = ev.recv_ns
         day = self.now_ns // DAY_NS
         if day != self.day:
             if self.day >= 0:
@@ -327,7 +331,7 @@ class RiskCore:
         elif t is E.BestBidOffer:
             self._on_bbo(ev, body)  # type: ignore[arg-type]
         elif t is E.Trade:
-            self._seen(f"md:{body.symbol}", ev.event_ns)  # type: ignore[union-attr]
+            self._seen(f"md:{body.symbol}", ev.recv_ns)  # type: ignore[union-attr]
         elif t is E.Clock:
             self._on_clock(out)
         elif t is E.OrderIntent:
@@ -347,7 +351,7 @@ class RiskCore:
         elif t is E.Heartbeat:
             svc = body.service  # type: ignore[union-attr]
             if svc in self.cfg.deadman_services:
-                self._seen(f"svc:{svc}", ev.event_ns)
+                self._seen(f"svc:{svc}", ev.recv_ns)
         elif t is E.OperatorCommand:
             self._on_command(body, out)  # type: ignore[arg-type]
         return outputs_for(NAME, ev, out) if out else []
@@ -366,12 +370,12 @@ class RiskCore:
         book.apply(E.unpack_levels(b.bids).tolist(), E.unpack_levels(b.asks).tolist(), snapshot)
         self.tops[b.symbol] = list(book.touch())
         if self.cfg.deadman_market_data:
-            self._seen(f"md:{b.symbol}", ev.event_ns)
+            self._seen(f"md:{b.symbol}", ev.recv_ns)
 
     def _on_bbo(self, ev: E.Sequenced, b: E.BestBidOffer) -> None:
         self.tops[b.symbol] = [b.bid_px if b.bid_qty else 0, b.ask_px if b.ask_qty else 0]
         if self.cfg.deadman_market_data:
-            self._seen(f"md:{b.symbol}", ev.event_ns)
+            self._seen(f"md:{b.symbol}", ev.recv_ns)
 
     def _on_clock(self, out: list[E._Body]) -> None:
         limit = self.cfg.deadman_ms * MS_NS

@@ -258,8 +258,9 @@ class RouterCore:
 
     # ------------------------------------------------------------ apply
     def apply(self, ev: E.Sequenced) -> list[Output]:
-        if ev.event_ns > self.now_ns:
-            self.now_ns = ev.event_ns
+        # The sequencer's clock (recv_ns), like every time rule in the mesh.
+        if ev.recv_ns > self.now_ns:
+            self.now_ns = ev.recv_ns
         body = ev.body
         t = type(body)
         out: list[E._Body] = []

@@ -1,0 +1,47 @@
+"""How a simulated venue's market differs from the feed's, shared by router and execution.
+
+Each simulated venue sees the feed's market shifted by `price_offset_ticks`
+ticks and scaled to `size_pct` percent of the size, floored to the lot grid
+(see common/router_config.py). The router decides on these books and the
+execution engine's simulated exchanges fill on them, so both must derive
+them identically: this is the one place that does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common import events
+from common.router_config import VenueConfig
+from common.units import SymbolSpec
+
+
+def venue_levels(packed: bytes, venue: VenueConfig, spec: SymbolSpec, delta: bool) -> bytes:
+    lv = events.unpack_levels(packed).copy()
+    if not len(lv):
+        return packed
+    lv[:, 0] += venue.price_offset_ticks * spec.tick
+    lv[:, 1] = lv[:, 1] * venue.size_pct // 100 // spec.step * spec.step
+    keep = lv[:, 0] > 0
+    if not delta:
+        keep &= lv[:, 1] > 0  # a snapshot has no use for empty levels; a delta's 0 means "remove"
+    return np.ascontiguousarray(lv[keep]).tobytes()
+
+
+def venue_market(body: events._Body, venue: VenueConfig, spec: SymbolSpec) -> events._Body | None:
+    """The venue's version of a feed market-data event (None if nothing is left of it)."""
+    if venue.price_offset_ticks == 0 and venue.size_pct == 100:
+        return body
+    if isinstance(body, events.BookSnapshot):
+        return events.BookSnapshot(body.symbol, body.update_id, venue_levels(body.bids, venue, spec, False),
+                                   venue_levels(body.asks, venue, spec, False))
+    if isinstance(body, events.BookDelta):
+        return events.BookDelta(body.symbol, body.first_id, body.last_id, venue_levels(body.bids, venue, spec, True),
+                                venue_levels(body.asks, venue, spec, True))
+    if isinstance(body, events.Trade):
+        px = body.price + venue.price_offset_ticks * spec.tick
+        qty = body.qty * venue.size_pct // 100 // spec.step * spec.step
+        if px <= 0 or qty <= 0:
+            return None
+        return events.Trade(body.symbol, body.trade_id, px, qty, body.buyer_maker)
+    return body

@@ -1,0 +1,5 @@
+import sys
+
+from services.execution.service import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.router.service import main
+
+sys.exit(main())

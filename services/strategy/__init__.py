@@ -1,0 +1,1 @@
+"""The market maker: drives the hot-path kernels from the sequenced stream."""

@@ -1,0 +1,229 @@
+"""The strategy's pure core: sequenced events in, order intents out.
+
+One kernel call per market event per symbol (common/hotpath/kernels.py does
+the book, fair value, toxicity, skew and quote arithmetic on int64 arrays);
+this module turns the kernel's quote into orders: a new quote replaces the
+live order on a side only when its price or size changed (cancel + new), a
+toxic-flow action becomes CancelAll. Fills of our orders go back into the
+kernel (inventory, cooldown); terminal reports (cancelled, rejected,
+expired, risk-rejected) retire the order so the side can be quoted again.
+
+Order ids are `<name>.<symbol>.<seq>.<b|a>`: derived from the seq of the
+event that caused them, so a replay makes exactly the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from common import events
+from common.config import StrategyConfig
+from common.core import Output, outputs_for
+from common.hotpath import default_params, dtypes, kernels, new_book, new_state
+from common.units import SymbolTable
+
+D = dtypes
+SIDE_TO_KERNEL = {events.BUY: D.SIDE_BID, events.SELL: D.SIDE_ASK}
+
+
+def params_for(cfg: StrategyConfig, tick: int, lot: int) -> np.ndarray:
+    return default_params(
+        tick=tick,
+        lot=lot,
+        order_qty=cfg.order_qty,
+        max_inv=cfg.max_inventory,
+        half_spread=cfg.half_spread,
+        gamma_ppm=cfg.gamma_ppm,
+        warmup=cfg.warmup,
+        cooldown=cfg.cooldown,
+        requote_px=cfg.requote_threshold,
+        vpin_window=cfg.vpin_window,
+        toxic_bps=cfg.toxic_bps,
+        min_trades=cfg.min_trades,
+        mp_levels=cfg.microprice_levels,
+        spot=int(cfg.spot),
+        model=D.MODEL_AS if cfg.model == "as" else D.MODEL_MM,
+        as_gamma_ppm=cfg.as_gamma_ppm,
+        as_horizon_ns=cfg.as_horizon_ms * 1_000_000,
+        as_kappa_ppm=cfg.as_kappa_ppm,
+    )
+
+
+def level_rows(bids: bytes, asks: bytes) -> tuple[np.ndarray, int]:
+    """Packed (price, qty) pairs of both sides -> kernel level rows (side, px, qty)."""
+    b = events.unpack_levels(bids)
+    a = events.unpack_levels(asks)
+    nb, na = len(b), len(a)
+    lv = np.empty((nb + na, D.LV_COLS), dtype=np.int64)
+    lv[:nb, D.LV_SIDE] = D.SIDE_BID
+    lv[:nb, D.LV_PX :] = b
+    lv[nb:, D.LV_SIDE] = D.SIDE_ASK
+    lv[nb:, D.LV_PX :] = a
+    return lv, nb + na
+
+
+@dataclass
+class Order:
+    symbol: str
+    side: int
+    price: int
+    remaining: int
+
+
+class SymbolBook:
+    """Kernel arrays of one symbol."""
+
+    def __init__(self, params: np.ndarray) -> None:
+        self.params = params
+        self.state = new_state()
+        self.book = new_book()
+
+
+class StrategyCore:
+    def __init__(self, cfg: StrategyConfig, symbols: SymbolTable) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.books: dict[str, SymbolBook] = {}
+        for sym in cfg.symbols:
+            spec = symbols[sym]
+            self.books[spec.symbol] = SymbolBook(params_for(cfg, spec.tick, spec.step))
+        self.orders: dict[str, Order] = {}  # every order not yet terminal
+        self.live: dict[str, dict[int, str]] = {s: {} for s in self.books}  # symbol -> side -> order id
+        self.counters = {"intents": 0, "cancels": 0, "cancel_alls": 0, "fills": 0}
+
+    # ------------------------------------------------------------ events
+    def apply(self, ev: events.Sequenced) -> list[Output]:
+        b = ev.body
+        if isinstance(b, (events.BookDelta, events.BookSnapshot)):
+            sb = self.books.get(b.symbol)
+            if sb is None:
+                return []
+            lv, n = level_rows(b.bids, b.asks)
+            fn = kernels.on_book_snapshot if isinstance(b, events.BookSnapshot) else kernels.on_book_delta
+            act = fn(sb.state, sb.book, sb.params, lv, 0, n, ev.event_ns)
+            return self._act(ev, b.symbol, sb, act)
+        if isinstance(b, events.Trade):
+            sb = self.books.get(b.symbol)
+            if sb is None:
+                return []
+            act = kernels.on_trade(sb.state, sb.book, sb.params, b.price, b.qty, int(b.buyer_maker), ev.event_ns)
+            return self._act(ev, b.symbol, sb, act)
+        if isinstance(b, events.OrderFill):
+            return self._on_fill(ev, b)
+        if isinstance(b, (events.OrderCancelled, events.OrderExpired, events.OrderRejected)):
+            self._retire(_parent(b.child_id), getattr(b, "leaves_qty", None))
+        elif isinstance(b, events.RiskRejected):
+            self._retire(b.order_id, None)
+        return []
+
+    def _on_fill(self, ev: events.Sequenced, f: events.OrderFill) -> list[Output]:
+        oid = _parent(f.child_id)
+        order = self.orders.get(oid)
+        if order is None:
+            return []
+        sb = self.books[order.symbol]
+        self.counters["fills"] += 1
+        order.remaining -= f.qty
+        if order.remaining <= 0:
+            self._forget(oid)
+        act = kernels.on_fill(sb.state, sb.book, sb.params, SIDE_TO_KERNEL[order.side], f.price, f.qty, ev.event_ns)
+        return self._act(ev, order.symbol, sb, act)
+
+    def _retire(self, oid: str, leaves: int | None) -> None:
+        order = self.orders.get(oid)
+        if order is None:
+            return
+        if leaves is not None and 0 < leaves < order.remaining:
+            order.remaining = leaves  # one child of several ended; the rest still works
+            return
+        self._forget(oid)
+
+    def _forget(self, oid: str) -> None:
+        order = self.orders.pop(oid)
+        live = self.live[order.symbol]
+        if live.get(order.side) == oid:
+            del live[order.side]
+            sb = self.books[order.symbol]
+            slot = D.S_LIVE_BID if order.side == events.BUY else D.S_LIVE_ASK
+            sb.state[slot] = 0
+            if sb.state[D.S_LIVE_BID] == 0 and sb.state[D.S_LIVE_ASK] == 0:
+                sb.state[D.S_HAVE_QUOTE] = 0
+
+    # ------------------------------------------------------------ actions -> orders
+    def _act(self, ev: events.Sequenced, symbol: str, sb: SymbolBook, act: int) -> list[Output]:
+        if act == D.ACT_NONE:
+            return []
+        bodies: list[events._Body] = []
+        if act == D.ACT_CANCEL_ALL:
+            self.live[symbol] = {}
+            self.counters["cancel_alls"] += 1
+            bodies.append(events.CancelAll(self.name, symbol, "toxic_flow" if sb.state[D.S_TOXIC] else "no_quote"))
+            return outputs_for(self.name, ev, bodies)
+        st = sb.state
+        want = {
+            events.BUY: (int(st[D.S_Q_BID_PX]), int(st[D.S_Q_BID_QTY])),
+            events.SELL: (int(st[D.S_Q_ASK_PX]), int(st[D.S_Q_ASK_QTY])),
+        }
+        live = self.live[symbol]
+        for side, (px, qty) in want.items():
+            oid = live.get(side)
+            cur = self.orders.get(oid) if oid else None
+            if cur is not None and cur.price == px and cur.remaining == qty:
+                continue  # unchanged: keep the order (and its queue position)
+            if oid is not None:
+                del live[side]
+                bodies.append(events.CancelIntent(self.name, symbol, oid))
+                self.counters["cancels"] += 1
+            if qty > 0:
+                new_id = f"{self.name}.{symbol}.{ev.seq}.{'b' if side == events.BUY else 'a'}"
+                self.orders[new_id] = Order(symbol, side, px, qty)
+                live[side] = new_id
+                bodies.append(events.OrderIntent(self.name, symbol, new_id, side, px, qty, events.GTC, True))
+                self.counters["intents"] += 1
+        return outputs_for(self.name, ev, bodies)
+
+    # ------------------------------------------------------------ state
+    def state(self) -> object:
+        return {
+            "books": {s: [sb.state.tobytes(), sb.book.tobytes()] for s, sb in sorted(self.books.items())},
+            "orders": {k: [o.symbol, o.side, o.price, o.remaining] for k, o in sorted(self.orders.items())},
+            "live": {s: {str(side): oid for side, oid in sorted(v.items())} for s, v in sorted(self.live.items())},
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+    def load_state(self, state: object) -> None:
+        assert isinstance(state, dict)
+        for s, (st, bk) in state["books"].items():
+            sb = self.books.get(s)
+            if sb is None:
+                continue
+            sb.state[:] = np.frombuffer(st, dtype=np.int64)
+            sb.book[:] = np.frombuffer(bk, dtype=np.int64).reshape(sb.book.shape)
+        self.orders = {k: Order(v[0], v[1], v[2], v[3]) for k, v in state["orders"].items()}
+        self.live = {s: {} for s in self.books}
+        for s, v in state["live"].items():
+            self.live[s] = {int(side): oid for side, oid in v.items()}
+        self.counters.update(state["counters"])
+
+    def inspect(self, symbol: str) -> dict[str, int]:
+        """The numbers a person watching the strategy wants (dashboard, tests)."""
+        st = self.books[symbol].state
+        return {
+            "fair": int(st[D.S_FAIR]),
+            "imbalance_bps": int(st[D.S_IMB_BPS]),
+            "vpin_bps": int(st[D.S_VPIN_BPS]),
+            "vol_milli": int(st[D.S_VOL]),
+            "spread_mult_bps": int(st[D.S_MULT_BPS]),
+            "position": int(st[D.S_POSITION]),
+            "toxic": int(st[D.S_TOXIC]),
+            "quotes": int(st[D.S_N_QUOTES]),
+            "fills": int(st[D.S_N_FILLS]),
+        }
+
+
+def _parent(child_id: str) -> str:
+    """Router child ids are `<parent>.<n>`; a bare parent id is its own parent."""
+    head, _, tail = child_id.rpartition(".")
+    return head if head and tail.isdigit() else child_id

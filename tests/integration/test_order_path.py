@@ -1,0 +1,149 @@
+"""The whole mesh trades: synthetic feed -> strategy -> risk -> router -> execution (sim) -> fills.
+
+Real processes under the real supervisord; every check reads the event log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from common import events as E
+from tests.integration.harness import REPO, Mesh, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+ALL = ["sequencer", "logger", "feed", "strategy", "risk", "router", "execution"]
+SETTINGS = {
+    "feed": {"rate": 800.0, "seed": 3},
+    "logger": {"fsync": "none"},
+    "risk": {"max_open_orders": 200, "max_orders_per_second": 1000, "deadman_ms": 1500},
+}
+
+
+@pytest.fixture
+def mesh():
+    m = Mesh(ALL, SETTINGS)
+    try:
+        yield m.start()
+    finally:
+        m.cleanup()
+
+
+def of_type(evs, t):
+    return [e for e in evs if isinstance(e.body, t)]
+
+
+def operator(mesh: Mesh, command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), command],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_order_goes_the_whole_way_and_fills(mesh):
+    wait_for(lambda: len(of_type(mesh.events(), E.OrderFill)) >= 3, 120, "fills in the log")
+    evs = mesh.events()
+    seq_of = {}
+    for e in evs:
+        b = e.body
+        if isinstance(b, E.OrderIntent):
+            seq_of.setdefault(("intent", b.order_id), e.seq)
+        elif isinstance(b, E.RiskApproved):
+            seq_of.setdefault(("approved", b.order_id), e.seq)
+        elif isinstance(b, E.ChildOrder):
+            seq_of.setdefault(("child", b.parent_id), e.seq)
+            seq_of.setdefault(("child_id", b.child_id), (e.seq, b.parent_id))
+        elif isinstance(b, E.OrderAck):
+            seq_of.setdefault(("ack", b.child_id), e.seq)
+    fill = of_type(evs, E.OrderFill)[0]
+    child_seq, parent = seq_of[("child_id", fill.body.child_id)]
+    chain = [seq_of[("intent", parent)], seq_of[("approved", parent)], child_seq, seq_of[("ack", fill.body.child_id)], fill.seq]
+    assert chain == sorted(chain) and len(set(chain)) == 5, f"causal chain out of order: {chain}"
+    # The approval names the intent it answers.
+    approval = next(e.body for e in evs if isinstance(e.body, E.RiskApproved) and e.body.order_id == parent)
+    assert approval.intent_seq == seq_of[("intent", parent)]
+    # Inventory moved: fills carry exact integer prices on the tick grid and fees.
+    for f in of_type(evs, E.OrderFill):
+        assert f.body.price > 0 and f.body.qty > 0 and f.body.fee != 0
+    # Every output was emitted once: idempotency keys never repeat.
+    keys = Counter(e.key for e in evs if e.source in ("strategy", "risk", "router", "execution"))
+    assert not [k for k, n in keys.items() if n > 1]
+    # Each stateful service published state hashes.
+    hashes = {e.body.service for e in of_type(evs, E.StateHash)}
+    assert {"strategy", "risk", "router", "execution"} <= hashes
+
+
+def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh):
+    wait_for(lambda: of_type(mesh.events(), E.RiskApproved), 120, "first approvals")
+    operator(mesh, "kill")
+    kill_seq = wait_for(
+        lambda: next((e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "kill"), 0),
+        30, "kill command in the log",
+    )
+    mesh.kill9("risk")
+    start = len(mesh.events())
+    wait_for(lambda: len(of_type(mesh.events()[start:], E.RiskRejected)) >= 20, 120, "intents rejected after the restart")
+    evs = mesh.events()
+    after = [e for e in evs if e.seq > kill_seq]
+    assert not of_type(after, E.RiskApproved), "an order was approved after the kill switch"
+    rejects = of_type(after, E.RiskRejected)
+    assert rejects and all(r.body.reason == "kill_switch" for r in rejects)
+    assert any(isinstance(e.body, E.CancelAll) and e.source == "risk" for e in after)
+    # No new child order reaches a venue after the kill.
+    assert not [e for e in of_type(after, E.ChildOrder) if e.body.parent_id not in {a.body.order_id for a in of_type(evs, E.RiskApproved)}]
+
+    operator(mesh, "reset-kill")
+    reset_seq = wait_for(
+        lambda: next((e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "reset-kill"), 0),
+        30, "reset-kill in the log",
+    )
+    wait_for(lambda: [e for e in of_type(mesh.events(), E.RiskApproved) if e.seq > reset_seq], 60, "approvals after reset-kill")
+
+
+def test_strategy_restart_does_not_repeat_an_intent(mesh):
+    wait_for(lambda: len(of_type(mesh.events(), E.OrderIntent)) >= 20, 120, "intents")
+    mesh.kill9("strategy")
+    n_before = len(of_type(mesh.events(), E.OrderIntent))
+    wait_for(lambda: len(of_type(mesh.events(), E.OrderIntent)) >= n_before + 20, 120, "intents after the restart")
+    intents = of_type(mesh.events(), E.OrderIntent)
+    ids = Counter(e.body.order_id for e in intents)
+    keys = Counter(e.key for e in intents)
+    assert not [k for k, n in ids.items() if n > 1], "an intent was emitted twice"
+    assert not [k for k, n in keys.items() if n > 1]
+    # Each intent answers an event that came before it.
+    for e in intents:
+        cause = int(e.key.split(":")[2])
+        assert cause < e.seq
+
+
+def test_dead_mans_switch_on_a_hung_strategy(mesh):
+    wait_for(lambda: of_type(mesh.events(), E.OrderAck), 120, "resting orders")
+    pid = mesh.pid("strategy")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stopped_at = len(mesh.events())
+
+        def deadman():
+            return [e for e in mesh.events()[stopped_at:] if isinstance(e.body, E.CancelAll) and e.source == "risk"
+                    and "deadman" in e.body.reason]
+
+        hit = wait_for(deadman, 30, "risk's CancelAll for the silent strategy")[0]
+        evs = mesh.events()
+        # Silence is judged on the sequencer's clock: the CancelAll came at least deadman_ms after the last heartbeat.
+        last_hb = max(e.event_ns for e in evs[:hit.seq] if isinstance(e.body, E.Heartbeat) and e.body.service == "strategy")
+        assert hit.event_ns - last_hb >= 1_500_000_000
+        # The venue cancels what was resting.
+        wait_for(lambda: [e for e in mesh.events() if e.seq > hit.seq and isinstance(e.body, E.OrderCancelled)], 30,
+                 "orders cancelled after the dead man's switch")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed = len(mesh.events())
+    wait_for(lambda: of_type(mesh.events()[resumed:], E.RiskApproved), 60, "approvals after the strategy is back")
+    assert mesh.pid("strategy") == pid, "the strategy was hung, not dead: it must not have been restarted"

@@ -1,0 +1,1 @@
+"""Tests of the Binance spot execution adapter against a local server."""
