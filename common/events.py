@@ -222,6 +222,15 @@ class Heartbeat(_Body, tag=51):
     counters: dict[str, int]
 
 
+class HashDivergence(_Body, tag=53):
+    """The verifier's replay of `service` disagrees with the hash it published."""
+
+    service: str
+    covers_seq: NonNeg
+    expected: U64  # the verifier's
+    published: U64  # the service's
+
+
 class OperatorCommand(_Body, tag=52):
     command: str  # kill / reset-kill / reset-breaker / ...
     arg: str
@@ -274,6 +283,7 @@ Body = Union[
     StateHash,
     Heartbeat,
     OperatorCommand,
+    HashDivergence,
     SequencerEpoch,
     Clock,
     GapDeclared,

@@ -491,7 +491,7 @@ class SimExchange:
                 self.counters["cancelled"] += 1
                 return
         self.counters["cancel_unknown"] += 1
-        log.info("venue %s: cancel for %r, which it does not hold", self.venue, c.child_id)
+        log.debug("venue %s: cancel for %r, which it does not hold", self.venue, c.child_id)
 
     # ------------------------------------------------------------ helpers
     def _fill(

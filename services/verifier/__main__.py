@@ -1,0 +1,5 @@
+import sys
+
+from services.verifier.service import main
+
+sys.exit(main())
