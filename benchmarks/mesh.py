@@ -61,7 +61,8 @@ def role_blast(cfg_path: str, n: int, rate: float, source: str) -> int:
             target = start + i * interval
             while time.perf_counter() < target:
                 pass
-        p.send(events.Trade("BTCUSDT", i + 1, 6183763, 2000000, False), time.time_ns())
+        # At full speed the producer batches (more=True), as the feed does at rate 0.
+        p.send(events.Trade("BTCUSDT", i + 1, 6183763, 2000000, False), time.time_ns(), more=not interval)
         if i % 64 == 0:
             p.pump()
     ok = p.flush(60)
@@ -119,6 +120,7 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 
 
 def bare_pipeline(tmp: Path, n: int, batch: int) -> dict[str, float]:
+    n = n // batch * batch
     ep_in, ep_out = f"ipc://{tmp}/bare-in.sock", f"ipc://{tmp}/bare-out.sock"
     relay = _spawn("--role", "bare-relay", "--ep-in", ep_in, "--ep-out", ep_out, "--n", str(n), "--batch", str(batch))
     ctx = zmq.Context()

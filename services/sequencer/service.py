@@ -27,6 +27,15 @@ CHECKPOINT_EVERY_S = 5.0
 MAX_RANGE = 5000
 
 
+_ARRAY_MARKERS = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}
+
+
+def is_batch(frame: bytes) -> bool:
+    """A producer batch is a msgpack array of ingest arrays; a single ingest
+    frame is an array whose first element is the codec version (an int)."""
+    return len(frame) > 1 and frame[0] in _ARRAY_MARKERS and frame[1] in _ARRAY_MARKERS
+
+
 def build_parser() -> argparse.ArgumentParser:
     return runtime.base_parser(
         "python -m services.sequencer",
@@ -115,16 +124,29 @@ class Sequencer:
                 frame = sock.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            try:
-                out = self.core.offer(frame, now_ns)
-            except events.FrameError as exc:
-                self._malformed_logged += 1
-                n = self._malformed_logged
-                if n <= 20 or n % 1000 == 0:
-                    log.warning("rejected malformed ingest frame #%d: %s", n, exc)
-                continue
-            if out is not None:
-                batch.append(out)
+            if is_batch(frame):
+                try:
+                    frames = events.split_batch(frame)
+                except events.FrameError as exc:
+                    self.core.counters["malformed"] += 1
+                    self._log_malformed(exc)
+                    continue
+            else:
+                frames = [frame]
+            for f in frames:
+                try:
+                    out = self.core.offer(f, now_ns)
+                except events.FrameError as exc:
+                    self._log_malformed(exc)
+                    continue
+                if out is not None:
+                    batch.append(out)
+
+    def _log_malformed(self, exc: events.FrameError) -> None:
+        self._malformed_logged += 1
+        n = self._malformed_logged
+        if n <= 20 or n % 1000 == 0:
+            log.warning("rejected malformed ingest frame #%d: %s", n, exc)
 
     def commit(self, batch: list[bytes]) -> None:
         if not batch:

@@ -1,0 +1,5 @@
+import sys
+
+from services.feed.service import main
+
+sys.exit(main())
