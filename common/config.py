@@ -134,9 +134,12 @@ class StrategyConfig:
     min_trades: int = field(default=50, metadata=_range(0, 1025))
     microprice_levels: int = field(default=5, metadata=_range(1, 64))
     spot: bool = True
-    as_gamma_ppm: int = field(default=1000, metadata=_range(1))
+    # Per pipette: 30 ppm keeps BTCUSDT quotes within ~0.5% of mid on the real
+    # capture; 1000 (1 per cent-of-a-dollar) put 1 in 5 quotes more than 1% away.
+    as_gamma_ppm: int = field(default=30, metadata=_range(1))
     as_horizon_ms: int = field(default=60_000, metadata=_range(1))
     as_kappa_ppm: int = field(default=100_000, metadata=_range(1))
+    book_capacity: int = field(default=1024, metadata=_range(64, 65536))  # levels a side in the kernel book
     hash_every: int = field(default=1000, metadata=_range(1))
     snapshot_every: int = field(default=10_000, metadata=_range(1))
 

@@ -59,6 +59,9 @@ class Producer:
         self.lamport = 0
         self._unconfirmed: collections.deque[tuple[int, bytes]] = collections.deque()
         self._held: list[bytes] = []
+        # Producers in this process without a subscription of their own, fed
+        # from this one's (one SUB socket per process is enough).
+        self.observers: list[Producer] = []
         self._progress_ns = time.monotonic_ns()  # last time confirmations advanced
         self.counters = {"sent": 0, "resent": 0, "confirmed": 0}
 
@@ -166,6 +169,8 @@ class Producer:
                     head = events.decode_head(raw)
                     body = events.decode_sequenced(raw).body if head.source == "sequencer" else None
                     self.observe(head, body)
+                    for other in self.observers:
+                        other.observe(head, body)
             except events.FrameError as exc:
                 log.error("%s: malformed stream frame ignored: %s", self.source, exc.reason)
 

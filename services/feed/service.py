@@ -215,6 +215,18 @@ def run_mesh(
     except unavailable as exc:
         log.error("feed: %s", exc)
         return EXIT_NO_SEQUENCER
+    # Liveness heartbeats run on the wall clock, so they cannot share the
+    # deterministic source's numbering (a restart skips exactly start_seq
+    # items): they go out under their own source id, confirmed through the
+    # main producer's subscription. Risk's dead man's switch watches them.
+    liveness = producer
+    if source.deterministic:
+        try:
+            liveness = producer_factory(cfg, source=SERVICE + "-live", channel="ctl", own_sub=False)
+            producer.observers.append(liveness)
+        except unavailable as exc:
+            log.error("feed: %s", exc)
+            return EXIT_NO_SEQUENCER
     feed = cfg.feed
     stream: Iterator[Item | None] = limit(source.items(), feed.max_events)
     if source.deterministic:
@@ -224,6 +236,8 @@ def run_mesh(
             stream = itertools.islice(stream, producer.start_seq, None)
     if source.name == "synthetic":
         stream = paced(stream, feed.rate, shutdown)
+    # At full speed the producer batches frames (more=True); paced, each goes at once.
+    full_speed = (source.name == "synthetic" and feed.rate <= 0) or (source.name == "replay" and feed.replay_speed <= 0)
     sent = 0
     last_pump = last_hb = time.monotonic_ns()
     code = EXIT_OK
@@ -231,30 +245,37 @@ def run_mesh(
         for item in stream:
             now = time.monotonic_ns()
             if item is not None:
-                producer.send(item[1], item[0])
+                producer.send(item[1], item[0], more=full_speed)
                 sent += 1
-            if not source.deterministic and now - last_hb >= HEARTBEAT_NS:
-                producer.send(heartbeat(source.counters(), "live"), time.time_ns())
+            if now - last_hb >= HEARTBEAT_NS:
+                liveness.send(heartbeat(source.counters(), "live"), time.time_ns())
                 last_hb = now
             if now - last_pump >= 5_000_000:
                 producer.pump(0)
+                if liveness is not producer:
+                    liveness.pump(0)
                 last_pump = now
             if shutdown.requested:
                 break
         log.info("feed: input ended after %d events%s", sent, "" if shutdown.requested else "; idling")
         while not shutdown.requested:  # source exhausted: stay up, heartbeat, wait for the signal
             producer.pump(timeout_ms=100)
+            if liveness is not producer:
+                liveness.pump(0)
             now = time.monotonic_ns()
             if now - last_hb >= HEARTBEAT_NS:
-                producer.send(heartbeat(source.counters(), "live"), time.time_ns())
+                liveness.send(heartbeat(source.counters(), "live"), time.time_ns())
                 last_hb = now
         source.close()  # stop taking input
-        producer.send(heartbeat(source.counters(), "stopping"), time.time_ns())
+        liveness.send(heartbeat(source.counters(), "stopping"), time.time_ns())
         if not producer.flush(FLUSH_TIMEOUT_S):
             log.error("feed: %d events still unconfirmed after %.0fs", producer.inflight, FLUSH_TIMEOUT_S)
             code = EXIT_FLUSH_TIMEOUT
     finally:
         source.close()
+        if liveness is not producer:
+            liveness.flush(1.0)
+            liveness.close()
         producer.close()
     return code
 

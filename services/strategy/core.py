@@ -75,10 +75,13 @@ class Order:
 class SymbolBook:
     """Kernel arrays of one symbol."""
 
-    def __init__(self, params: np.ndarray) -> None:
+    def __init__(self, params: np.ndarray, capacity: int) -> None:
         self.params = params
         self.state = new_state()
-        self.book = new_book()
+        # Deep enough for a full REST snapshot (1000 levels) plus what diffs add:
+        # a level dropped for capacity never comes back, so a shallow book goes
+        # wrong once the price walks through it.
+        self.book = new_book(capacity)
 
 
 class StrategyCore:
@@ -88,7 +91,7 @@ class StrategyCore:
         self.books: dict[str, SymbolBook] = {}
         for sym in cfg.symbols:
             spec = symbols[sym]
-            self.books[spec.symbol] = SymbolBook(params_for(cfg, spec.tick, spec.step))
+            self.books[spec.symbol] = SymbolBook(params_for(cfg, spec.tick, spec.step), cfg.book_capacity)
         self.orders: dict[str, Order] = {}  # every order not yet terminal
         self.live: dict[str, dict[int, str]] = {s: {} for s in self.books}  # symbol -> side -> order id
         self.counters = {"intents": 0, "cancels": 0, "cancel_alls": 0, "fills": 0}
@@ -136,7 +139,9 @@ class StrategyCore:
         if order is None:
             return
         if leaves is not None and 0 < leaves < order.remaining:
-            order.remaining = leaves  # one child of several ended; the rest still works
+            # leaves_qty is what this report releases (one child of several, or
+            # the part the router never sent); the rest of the parent works on.
+            order.remaining -= leaves
             return
         self._forget(oid)
 

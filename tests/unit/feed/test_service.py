@@ -34,8 +34,9 @@ class FakeProducer:
         self.shutdown = shutdown
         self.flushed = self.closed = False
         self.inflight = 0
+        self.observers: list[FakeProducer] = []
 
-    def send(self, body, event_ns, key=""):
+    def send(self, body, event_ns, key="", more=False):
         self.sent.append((event_ns, encode(body)))
         if self.stop_after is not None and len(self.sent) >= self.stop_after:
             self.shutdown.requested = True
@@ -56,12 +57,20 @@ def _run(cfg, start_seq: int, stop_after: int | None):
     shutdown = service.Shutdown()
     made: list[FakeProducer] = []
 
-    def factory(cfg, source, channel):
+    live: list[FakeProducer] = []
+
+    def factory(cfg, source, channel, own_sub=True):
+        if source == "feed-live":  # wall-clock liveness heartbeats, numbered apart
+            assert channel == "ctl" and not own_sub
+            # Its first heartbeat (after ~1 s of wall time) ends a run that stop_after did not end.
+            live.append(FakeProducer(0, 1 if stop_after is None or stop_after > 0 else None, shutdown))
+            return live[0]
         assert (source, channel) == ("feed", "md")
         made.append(FakeProducer(start_seq, stop_after, shutdown))
         return made[0]
 
     code = service.run_mesh(cfg, SyntheticSource(cfg.feed), shutdown, factory)
+    made[0].live = live[0]
     return code, made[0]
 
 
@@ -82,7 +91,8 @@ def test_restart_skips_exactly_what_the_sequencer_has():
     assert code == service.EXIT_OK and first.flushed and first.closed
     full = first.sent[:n]
     assert full == [(ns, encode(b)) for ns, b in det]
-    assert isinstance(_dec.decode(first.sent[-1][1]), Heartbeat)  # the "stopping" heartbeat
+    stopping = _dec.decode(first.live.sent[-1][1])  # the "stopping" heartbeat, on the liveness source
+    assert isinstance(stopping, Heartbeat) and stopping.state == "stopping"
     for k in (1, 777, n - 5):
         _, again = _run(cfg, k, stop_after=n - k)
         assert again.sent[: n - k] == full[k:], f"restart after {k} must continue exactly"

@@ -94,22 +94,7 @@ def check_against_market(model: str, evs: list[E.Sequenced], **cfg: object) -> i
         pytest.param("mm", {}, id="mm-spot"),
         pytest.param("as", AS_CALIBRATED, id="as-spot"),
         pytest.param("as", {"spot": False, **AS_CALIBRATED}, id="as-two-sided"),
-        pytest.param(
-            "mm",
-            {"spot": False},
-            id="mm-two-sided",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: StrategyCore keeps each symbol's book in new_book() (BOOK_CAP=64 levels a side) but "
-                    "maintains it from diff depth after a 1000-level snapshot: levels beyond the best 64 are "
-                    "dropped for good, so once the price walks through the kept levels the kernel's touch is "
-                    "wrong (seq 2679: kernel best ask 6184562, market 6184532) and at seq 16497 the strategy "
-                    "posts an ask at 6172448 while the market's best bid is 6172800 (a post-only order that "
-                    "must be rejected; a crossed quote)"
-                ),
-            ),
-        ),
+        pytest.param("mm", {"spot": False}, id="mm-two-sided"),
     ],
 )
 def test_capture_quotes_inside_the_market(evs: list[E.Sequenced], model: str, cfg: dict[str, object]) -> None:
@@ -117,14 +102,6 @@ def test_capture_quotes_inside_the_market(evs: list[E.Sequenced], model: str, cf
     assert n >= 150, f"only {n} intents over the whole capture"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING (config default, not the core): with the default as_gamma_ppm=1000 (per pipette = per cent "
-        "on BTCUSDT) and as_horizon_ms=60000, gamma*sigma^2*H of the 5-level microprice reaches thousands of "
-        "dollars: 86 of 402 A-S quotes are more than 1% from mid (max 14.7%); as_gamma_ppm=30 keeps all within 0.5%"
-    ),
-)
 def test_capture_as_default_params_quote_within_1pct_of_mid(evs: list[E.Sequenced]) -> None:
     check_against_market("as", evs, spot=False)
 

@@ -357,15 +357,6 @@ def test_a_fill_of_a_replaced_order_still_moves_the_position(model: str) -> None
     assert first[E.BUY].order_id not in core.orders
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: StrategyCore._retire treats leaves_qty of a child's OrderCancelled/OrderExpired as the parent's new "
-        "remaining (order.remaining = leaves) instead of releasing it (remaining - leaves); with two children "
-        "(70k + 30k) a cancel of the 30k child leaves remaining=30k, a 40k fill of the other child then forgets the "
-        "order although 30k still rests, and a new bid is sent without cancelling it"
-    ),
-)
 @pytest.mark.parametrize("model", MODELS)
 def test_cancel_of_one_child_keeps_the_rest_of_the_parent_live(model: str) -> None:
     core = make_core(model, spot=False)
