@@ -27,13 +27,21 @@ CHECKPOINT_EVERY_S = 5.0
 MAX_RANGE = 5000
 
 
-_ARRAY_MARKERS = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}
+_FIXARRAY = range(0x90, 0xA0)
+_ARRAY_HEADER = {0xDC: 3, 0xDD: 5}  # array16 / array32: marker + big-endian length
 
 
 def is_batch(frame: bytes) -> bool:
     """A producer batch is a msgpack array of ingest arrays; a single ingest
     frame is an array whose first element is the codec version (an int)."""
-    return len(frame) > 1 and frame[0] in _ARRAY_MARKERS and frame[1] in _ARRAY_MARKERS
+    if len(frame) < 2:
+        return False
+    first = frame[0]
+    header = 1 if first in _FIXARRAY else _ARRAY_HEADER.get(first, 0)
+    if not header or len(frame) <= header:
+        return False
+    nxt = frame[header]
+    return nxt in _FIXARRAY or nxt in _ARRAY_HEADER
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -263,3 +263,14 @@ def test_deeply_nested_ingest_frame_is_malformed() -> None:
     with pytest.raises(E.FrameError):
         core.offer(raw, 1)
     assert counters(core) == (0, 0, 0, 1)
+
+
+def test_batch_frames_are_told_apart_from_single_ingest_frames() -> None:
+    from services.sequencer.service import is_batch
+
+    one = E.ingest("feed", 1, 1, "", 5, E.Clock(0))
+    for n in (1, 2, 15, 16, 64, 70000):
+        frames = [one] * n
+        assert is_batch(E.encode_batch(frames)), n
+    assert not is_batch(one)
+    assert not is_batch(b"") and not is_batch(b"\x91") and not is_batch(b"\xdc\x00")
