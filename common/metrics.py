@@ -140,7 +140,8 @@ class Histogram:
         return out
 
     def percentiles(self) -> dict[str, int]:
-        return dict(zip((name for name, _ in PERCENTILES), self._percentiles(tuple(q for _, q in PERCENTILES))))
+        values = self._percentiles(tuple(q for _, q in PERCENTILES))
+        return dict(zip((name for name, _ in PERCENTILES), values, strict=True))
 
     def mean(self) -> int:
         n = self.n
@@ -289,7 +290,12 @@ def decode(counters: Mapping[str, int]) -> dict[str, Histogram]:
 
 def _from_summary(f: Mapping[str, int], n: int) -> Histogram:
     h = Histogram()
-    marks = [(50.0, f.get("p50_ns", 0)), (90.0, f.get("p90_ns", 0)), (99.0, f.get("p99_ns", 0)), (99.9, f.get("p999_ns", 0))]
+    marks = [
+        (50.0, f.get("p50_ns", 0)),
+        (90.0, f.get("p90_ns", 0)),
+        (99.0, f.get("p99_ns", 0)),
+        (99.9, f.get("p999_ns", 0)),
+    ]
     done, prev_q = 0, 0.0
     for q, v in marks:
         k = int(round(n * (q - prev_q) / 100))

@@ -1,0 +1,1 @@
+"""The live dashboard: a read-only view of the sequenced stream over HTTP + WebSocket."""
