@@ -20,6 +20,7 @@ and nothing after it is trusted or silently skipped.
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import time
@@ -32,6 +33,7 @@ import xxhash
 from common.events import FrameError, decode_head
 
 HEADER = struct.Struct("<IQ")
+INDEX_EVERY = 256
 MAX_RECORD = 16 << 20
 SUFFIX = ".seg"
 _hash = xxhash.xxh3_64_intdigest
@@ -177,13 +179,18 @@ class LogWriter:
         self.fsync_interval_ns = fsync_interval_ms * 1_000_000
         self._fd = -1
         self._size = 0
+        self._since_index = 0
         self._last_sync = time.monotonic_ns()
         self._dirty = False
-        self.last_seq = last_seq  # as found by recover(); the writer never reads the log itself
+        self.last_seq = last_seq  # as found by recover()
         self.durable_seq = last_seq  # highest seq known to be fsynced (recovered records are on disk)
+        # Sparse index of the segments this writer has seen: (seq, segment, byte offset)
+        # every INDEX_EVERY records, so a range read seeks instead of scanning.
+        self.index: list[tuple[int, Path, int]] = []
         segs = list_segments(self.directory)
         if segs:
             self._open(segs[-1])
+            self._index_segment(segs[-1])
 
     def _open(self, path: Path) -> None:
         if self._fd >= 0:
@@ -191,6 +198,23 @@ class LogWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fd).st_size
         self.current = path
+
+    def _index_segment(self, seg: Path) -> None:
+        data = seg.read_bytes()
+        n = 0
+        for off, payload in scan(data, seg.name, last_segment=True):
+            if n % INDEX_EVERY == 0:
+                self.index.append((decode_head(payload).seq, seg, off))
+            n += 1
+        self._since_index = n % INDEX_EVERY
+
+    def locate(self, seq: int) -> tuple[Path, int] | None:
+        """Segment and offset of an indexed record at or before `seq`, if this writer indexed one."""
+        i = bisect.bisect_right(self.index, (seq, Path("~"), 1 << 62)) - 1
+        if i < 0:
+            return None
+        _s, seg, off = self.index[i]
+        return seg, off
 
     def append(self, records: list[tuple[int, bytes]]) -> None:
         """Append (seq, payload) records, in seq order, with one write per segment."""
@@ -204,6 +228,9 @@ class LogWriter:
                 self._write(out)
                 out = bytearray()
                 self._roll(seq)
+            if self._since_index == 0:
+                self.index.append((seq, self.current, self._size + len(out)))
+            self._since_index = (self._since_index + 1) % INDEX_EVERY
             out += HEADER.pack(len(payload), _hash(payload))
             out += payload
             self.last_seq = seq
@@ -222,6 +249,7 @@ class LogWriter:
         if self._fd >= 0:
             os.fsync(self._fd)  # a sealed segment is always durable
         self._open(self.directory / segment_name(first_seq))
+        self._since_index = 0  # every segment's first record is indexed
         _fsync_dir(self.directory)
 
     def _maybe_sync(self) -> None:
@@ -253,29 +281,63 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_range(directory: Path, from_seq: int, to_seq: int | None = None) -> Iterator[tuple[int, bytes]]:
+def read_range(
+    directory: Path, from_seq: int, to_seq: int | None = None, start: tuple[Path, int] | None = None
+) -> Iterator[tuple[int, bytes]]:
     """Yield (seq, payload) for from_seq <= seq <= to_seq, in log order.
 
-    The segment holding from_seq is found by name, so a range read costs at
-    most one segment scan before the first record it returns.
+    `start` (from LogWriter.locate) is a segment and offset at or before
+    from_seq: reading begins there. Without it the segment holding from_seq
+    is found by name and scanned from its start. Records are read one at a
+    time, so a short range costs a short read, not a whole segment.
     """
     segs = list_segments(directory)
-    start = 0
+    first = 0
     for i, seg in enumerate(segs):
         if int(seg.name[:-4]) <= from_seq:
-            start = i
-    for i in range(start, len(segs)):
+            first = i
+    offset = 0
+    if start is not None and start[0] in segs:
+        first, offset = segs.index(start[0]), start[1]
+    for i in range(first, len(segs)):
         seg = segs[i]
         if to_seq is not None and int(seg.name[:-4]) > to_seq:
             return
-        data = seg.read_bytes()
-        for _off, payload in scan(data, seg.name, last_segment=i == len(segs) - 1):
+        last_segment = i == len(segs) - 1
+        for _off, payload in _scan_file(seg, offset if i == first else 0, last_segment):
             seq = decode_head(payload).seq
             if seq < from_seq:
                 continue
             if to_seq is not None and seq > to_seq:
                 return
             yield seq, payload
+
+
+def _scan_file(seg: Path, offset: int, last_segment: bool) -> Iterator[tuple[int, bytes]]:
+    """Like scan(), from a byte offset, reading the file incrementally."""
+    with open(seg, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = fh.tell()
+        fh.seek(offset)
+        off = offset
+        while off < end:
+            header = fh.read(HEADER.size)
+            if len(header) < HEADER.size:
+                raise LogDamaged(Damage(seg.name, off, f"{len(header)} bytes, less than a record header", last_segment))
+            length, digest = HEADER.unpack(header)
+            if length == 0 or length > MAX_RECORD or off + HEADER.size + length > end:
+                # Let the full scanner classify it (torn tail or corruption).
+                fh.seek(off)
+                rest = fh.read()
+                for _ in scan(rest, seg.name, last_segment):
+                    pass
+                raise LogDamaged(Damage(seg.name, off, f"bad record length {length}", last_segment))
+            payload = fh.read(length)
+            if _hash(payload) != digest:
+                torn = last_segment and off + HEADER.size + length == end
+                raise LogDamaged(Damage(seg.name, off, "checksum mismatch", torn))
+            yield off, payload
+            off += HEADER.size + length
 
 
 @dataclass

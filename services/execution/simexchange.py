@@ -3,7 +3,7 @@
 API
 ---
 ``SimExchange(venue, symbols, maker_fee_bps, taker_fee_bps, order_latency_ns, feed_latency_ns,
-cancel_latency_ns=None)``; every input method takes the sequenced event's
+cancel_latency_ns=None, fill_model="queue")``; every input method takes the sequenced event's
 ``event_ns`` as "now" and returns the reports that became due, as a list of
 ``(body, event_ns)`` pairs in the order they happened (bodies are
 OrderAck / OrderFill / OrderCancelled / OrderRejected / OrderExpired):
@@ -72,6 +72,15 @@ orders are never in the feed's book, so that level qty is exactly "others".
   (the seed filled on touch; here only printed volume fills).
 Our own resting orders are not in the book an incoming order walks, so the sim
 never self-trades.
+
+Fill on touch (``fill_model="touch"``, optimistic, the seed's model; for
+backtests that want an upper bound). A resting order fills in full, at its own
+limit, as maker, the moment the opposite best touches it: after any book
+update, a bid fills when the best ask <= its price, an ask when the best bid >=
+its price. A print at or through its price (aggressor on the other side) fills
+it in full too. No queue, no volume check: several of our orders all fill on
+one touch. Everything else (arrival checks, taker fills, latencies, fees) is
+the same as the queue model, which stays the default.
 """
 
 from __future__ import annotations
@@ -96,6 +105,10 @@ _body_dec = msgspec.msgpack.Decoder(events.Body)
 
 # kinds of in-flight items
 _ORDER, _CANCEL = "order", "cancel"
+
+# fill models of resting orders
+QUEUE, TOUCH = "queue", "touch"
+FILL_MODELS = (QUEUE, TOUCH)
 
 
 @dataclass(slots=True)
@@ -149,7 +162,10 @@ class SimExchange:
         order_latency_ns: int,
         feed_latency_ns: int,
         cancel_latency_ns: int | None = None,
+        fill_model: str = QUEUE,
     ) -> None:
+        if fill_model not in FILL_MODELS:
+            raise ValueError(f"fill_model must be one of {', '.join(FILL_MODELS)}, got {fill_model!r}")
         for name, v in (("order_latency_ns", order_latency_ns), ("feed_latency_ns", feed_latency_ns)):
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
@@ -167,6 +183,7 @@ class SimExchange:
         self.order_latency_ns = order_latency_ns
         self.feed_latency_ns = feed_latency_ns
         self.cancel_latency_ns = cancel_latency_ns
+        self.fill_model = fill_model
         self._reset()
 
     def _reset(self) -> None:
@@ -268,7 +285,7 @@ class SimExchange:
 
     # ------------------------------------------------------------ state
     def _config(self) -> dict[str, object]:
-        return {
+        cfg: dict[str, object] = {
             "venue": self.venue,
             "maker_fee_bps": self.maker_fee_bps,
             "taker_fee_bps": self.taker_fee_bps,
@@ -276,6 +293,9 @@ class SimExchange:
             "feed_latency_ns": self.feed_latency_ns,
             "cancel_latency_ns": self.cancel_latency_ns,
         }
+        if self.fill_model != QUEUE:  # the default leaves the state (and its hash) as it always was
+            cfg["fill_model"] = self.fill_model
+        return cfg
 
     def state(self) -> dict[str, object]:
         return {
@@ -348,6 +368,9 @@ class SimExchange:
                         levels.pop(p, None)
                     touched.add((side, p))
         symbol = body.symbol  # type: ignore[attr-defined]
+        if self.fill_model == TOUCH:
+            self._fill_on_touch(book, symbol, t, out)
+            return
         for r in self._resting.values():
             if r.symbol != symbol or (touched is not None and (r.side, r.price) not in touched):
                 continue
@@ -367,6 +390,12 @@ class SimExchange:
                 r for r in self._resting.values() if r.symbol == tr.symbol and r.side == SELL and r.price <= tr.price
             ]
             eligible.sort(key=lambda r: (r.price, r.priority))
+        if self.fill_model == TOUCH:
+            for r in eligible:  # optimistic: a print at or through the limit fills it all
+                self._fill(r.child_id, r.symbol, r.side, r.price, r.leaves, 0, MAKER, t, out)
+                r.filled = r.qty
+                del self._resting[r.child_id]
+            return
         avail = tr.qty
         for r in eligible:
             if avail <= 0:
@@ -381,6 +410,25 @@ class SimExchange:
                 r.filled += q
                 if r.leaves == 0:
                     del self._resting[r.child_id]
+
+    def _fill_on_touch(self, book: _Book, symbol: str, t: int, out: list[Report]) -> None:
+        """Touch model: every resting order the opposite best reaches fills in full at its limit."""
+        best_bid = max(book.bids) if book.bids else 0
+        best_ask = min(book.asks) if book.asks else 0
+        touched = [
+            r
+            for r in self._resting.values()
+            if r.symbol == symbol
+            and (
+                (r.side == BUY and best_ask and best_ask <= r.price)
+                or (r.side == SELL and best_bid and best_bid >= r.price)
+            )
+        ]
+        touched.sort(key=lambda r: r.priority)
+        for r in touched:
+            self._fill(r.child_id, r.symbol, r.side, r.price, r.leaves, 0, MAKER, t, out)
+            r.filled = r.qty
+            del self._resting[r.child_id]
 
     # ------------------------------------------------------------ orders
     def _reject_reason(self, c: events.ChildOrder) -> str:

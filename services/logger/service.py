@@ -65,7 +65,7 @@ class Logger:
             lo, hi, max_n = int(args[0]), min(int(args[1]), self.last_seq), min(int(args[2]), MAX_RANGE)
             out = []
             if lo <= hi:
-                for _seq, payload in eventlog.read_range(self.dir, lo, hi):
+                for _seq, payload in eventlog.read_range(self.dir, lo, hi, self.writer.locate(lo)):
                     out.append(payload)
                     if len(out) >= max_n:
                         break

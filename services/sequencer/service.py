@@ -118,7 +118,8 @@ class Sequencer:
         if op == "range":
             lo, hi, max_n = int(args[0]), int(args[1]), min(int(args[2]), MAX_RANGE)
             out = []
-            for _seq, payload in eventlog.read_range(self.journal_dir, lo, min(hi, self.core.last_seq)):
+            start = self.journal.locate(lo)
+            for _seq, payload in eventlog.read_range(self.journal_dir, lo, min(hi, self.core.last_seq), start):
                 out.append(payload)
                 if len(out) >= max_n:
                     break

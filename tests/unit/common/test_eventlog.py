@@ -589,3 +589,24 @@ def test_follow_reports_corruption(tmp_path: Path) -> None:
 def test_follow_stops_when_told(tmp_path: Path) -> None:
     write_log(tmp_path, [1, 2], segment_bytes=1 << 20)
     assert [s for s, _ in L.follow(tmp_path, 1, poll_s=0.001, stop=_stop_after(lambda: True, 2))] == [1, 2]
+
+
+def test_indexed_range_reads_match_full_scans(tmp_path):
+    """A range read that starts from the writer's sparse index returns exactly what a scan does."""
+    from common import eventlog as L
+
+    w = L.LogWriter(tmp_path, segment_bytes=20_000)
+    recs = [(s, E.encode(E.Sequenced(E.CODEC_VERSION, s, 1, s, "feed", s, "", s, s, E.Clock(s)))) for s in range(1, 3001)]
+    for i in range(0, len(recs), 37):
+        w.append(recs[i : i + 37])
+    assert len(L.list_segments(tmp_path)) > 3 and len(w.index) > 10
+    for lo, hi in [(1, 5), (255, 260), (1000, 1400), (2990, 3000), (2999, 4000)]:
+        start = w.locate(lo)
+        assert start is not None
+        fast = list(L.read_range(tmp_path, lo, hi, start))
+        slow = list(L.read_range(tmp_path, lo, hi))
+        assert fast == slow and [s for s, _ in fast] == list(range(lo, min(hi, 3000) + 1))
+    # A reopened writer indexes its active segment again.
+    w.close()
+    w2 = L.LogWriter(tmp_path, segment_bytes=20_000, last_seq=3000)
+    assert w2.locate(3000) is not None and w2.locate(3000)[0] == L.list_segments(tmp_path)[-1]

@@ -1,0 +1,38 @@
+"""One backtest, start to finish: input -> engine (+ the Stats observer) -> report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from common.config import MeshConfig
+from common.units import load_symbols
+from services.backtest import report
+from services.backtest.engine import Engine, Progress, warm_up
+from services.backtest.inputs import Input
+
+
+@dataclass
+class Result:
+    report: dict[str, Any]
+    stats: report.Stats
+    engine: Engine
+
+
+def run_backtest(
+    cfg: MeshConfig,
+    inp: Input,
+    fill_model: str = "queue",
+    label: str = "",
+    progress: bool | None = False,
+    keep_events: bool = False,
+) -> Result:
+    """Run `inp` through the mesh's cores in process and report. progress None = on a TTY only."""
+    warm_up()
+    symbols = load_symbols(cfg.symbols.exchange_info)
+    stats = report.Stats(symbols, money_scale=cfg.risk.pnl_scale)
+    engine = Engine(cfg, fill_model=fill_model, observers=[stats], keep_events=keep_events)
+    bar = Progress(inp.total, enabled=None if progress is None else progress) if progress is not False else None
+    engine.run(inp.items(), bar)
+    rep = report.build(engine=engine, stats=stats, inputs=inp, fill_model=fill_model, label=label)
+    return Result(rep, stats, engine)
