@@ -133,7 +133,11 @@ def test_live_builds_the_replay_book_through_a_gap_and_a_reconnect(capture, tmp_
         assert book.last_id == final_u, f"client stopped at {book.last_id}, server at {server.pos}/{len(messages)}"
         # the same book as the replay, level for level
         assert book.bids == expected.bids and book.asks == expected.asks
-        assert [g.reason for g in gaps] == ["depth_gap", "depth_gap"]
+        # The skipped diff is always a gap. The messages lost in the drop are a
+        # second gap only if the client had applied the 2nd snapshot before the
+        # drop; under load it may still be buffering, and then they are merely
+        # stale. Either way the book must end identical (checked above).
+        assert [g.reason for g in gaps] in (["depth_gap"], ["depth_gap", "depth_gap"])
         assert server.connections >= 2 and source.stats["connects"] >= 2
         assert server.snapshot_requests >= 3  # start, after the skip, after the reconnect
         assert server.pongs >= 1  # the client answered the server's ping
