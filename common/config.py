@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.dashboard_config import DashboardConfig
 from common.risk_config import RiskConfig
 from common.router_config import RouterConfig
 
@@ -171,6 +172,7 @@ class MeshConfig:
     risk: RiskConfig = RiskConfig()
     router: RouterConfig = RouterConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     base_dir: str = ""  # directory of the config file; set by load()
 
     @property

@@ -33,12 +33,18 @@ import zmq
 from common import events, runtime
 from common.config import ConfigError, MeshConfig
 from common.core import Core, Output, state_hash
+from common.metrics import METRICS
 from common.producer import Producer
 from common.rpc import RpcClient
 from common.stream import FellBehind, StreamFollower
 
 log = logging.getLogger(__name__)
 KEEP_SNAPSHOTS = 3
+COMPUTE_STAGES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "strategy": ("strategy_compute", events.MARKET_DATA),
+    "risk": ("risk_check", (events.OrderIntent,)),
+    "execution": ("order_submit", (events.ChildOrder,)),
+}
 
 
 class SnapshotStore:
@@ -96,6 +102,8 @@ class CoreService:
         self.snapshot_every = snapshot_every
         self.heartbeat_ns = heartbeat_ms * 1_000_000
         self.emit = emit
+        # Which stage of the pipeline this core's own compute is (dashboard latency table).
+        self.compute_stage, self.compute_types = COMPUTE_STAGES.get(self.name, (None, ()))
         self.state = "starting"
         self.snapshots = SnapshotStore(cfg.run_dir / "snapshots" / self.name)
         self.last_applied = 0
@@ -126,14 +134,20 @@ class CoreService:
 
     # -- event handling
     def on_event(self, seq: int, raw: bytes) -> None:
+        t0 = time.perf_counter_ns()
         ev = events.decode_sequenced(raw)
         if self.producer is not None:
             self.producer.observe(events.SequencedHead(ev.v, ev.seq, ev.epoch, ev.lamport, ev.source, ev.source_seq), ev.body)
         if ev.source == self.name and self.state == "recovering":
             self._seen_keys.add(ev.key)
+        t1 = time.perf_counter_ns()
         outs = self.core.apply(ev)
+        if self.compute_stage is not None and isinstance(ev.body, self.compute_types):
+            METRICS.record(self.compute_stage, time.perf_counter_ns() - t1)
         if seq % self.hash_every == 0:
-            outs = [*outs, Output(events.StateHash(self.name, seq, state_hash(self.core.state())), f"{self.name}:hash:{seq}", ev.event_ns)]
+            with METRICS.timer("state_hash"):
+                h = state_hash(self.core.state())
+            outs = [*outs, Output(events.StateHash(self.name, seq, h), f"{self.name}:hash:{seq}", ev.event_ns)]
             self.counters["hashes"] += 1
         self.last_applied = seq
         self.counters["events"] += 1
@@ -146,6 +160,7 @@ class CoreService:
             self.snapshots.save(seq, self.core.state())
         if self.state == "recovering" and seq >= self.recover_until:
             self._go_live()
+        METRICS.record("event_processing", time.perf_counter_ns() - t0)
 
     def _go_live(self) -> None:
         fresh = [o for o in self._held if o.key not in self._seen_keys]
@@ -170,7 +185,7 @@ class CoreService:
         if self.producer is None or now < self._next_hb:
             return
         self._next_hb = now + self.heartbeat_ns
-        body = events.Heartbeat(self.name, self.state, self.last_applied, dict(self.counters))
+        body = events.Heartbeat(self.name, self.state, self.last_applied, {**self.counters, **METRICS.snapshot()})
         self.producer.send(body, time.time_ns(), f"{self.name}:hb:{os.getpid()}:{now}")
 
     def run(self, stop: runtime.Shutdown) -> int:

@@ -46,7 +46,7 @@ from common.rpc import RpcClient
 from common.shell import SnapshotStore
 from common.stream import FellBehind, StreamFollower
 from common.units import load_symbols
-from services.dashboard.config import DashboardConfig, settings_of
+from common.dashboard_config import DashboardConfig, settings_of
 from services.dashboard.state import DashboardState
 
 log = logging.getLogger("dashboard")

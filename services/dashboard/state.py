@@ -34,7 +34,7 @@ from common.describe import Renderer, fmt_time
 from common.hotpath import dtypes as D
 from common.metrics import Histogram, bucket_of, decode
 from common.units import SymbolTable
-from services.dashboard.config import DashboardConfig
+from common.dashboard_config import DashboardConfig
 
 NS = 1_000_000_000
 MARKET = (E.BookSnapshot, E.BookDelta, E.Trade, E.BestBidOffer)

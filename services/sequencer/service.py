@@ -18,6 +18,7 @@ import msgspec
 import zmq
 
 from common import eventlog, events, rpc, runtime, sockets
+from common.metrics import METRICS
 from common.config import MeshConfig
 from services.sequencer.core import SequencerCore
 
@@ -167,6 +168,7 @@ class Sequencer:
     def heartbeat(self, now_ns: int) -> bytes:
         counters = dict(self.core.counters)
         counters["durable_seq"] = self.journal.durable_seq
+        counters.update(METRICS.snapshot())
         return self.core.own(events.Heartbeat("sequencer", "live", self.core.last_seq, counters), now_ns)
 
     def run(self, stop: runtime.Shutdown) -> int:
@@ -183,6 +185,7 @@ class Sequencer:
                         break
                     rpc.serve_one(self.router, self.handle)
             now_ns = time.time_ns()
+            t0 = time.perf_counter_ns()
             batch: list[bytes] = []
             self._take(self.ctl, batch, now_ns)
             self._take(self.md, batch, now_ns)
@@ -194,6 +197,9 @@ class Sequencer:
                 batch.append(self.heartbeat(now_ns))
                 next_hb = mono + self.heartbeat_ns
             self.commit(batch)
+            if batch:
+                # Drain-to-publish time of the batch (decode, dedup, stamp, journal, publish).
+                METRICS.record("sequencing", time.perf_counter_ns() - t0)
             if time.monotonic() >= next_ckpt:
                 write_checkpoint(self.ckpt, self.core.last_seq, self.core.sources)
                 next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from common import events as E
-from services.dashboard.config import DashboardConfig
+from common.dashboard_config import DashboardConfig
 from services.dashboard.server import CLIENTS, Hub, RemoteBindRefused, check_bind, is_loopback_host, make_app
 from tests.integration.harness import REPO
 from tests.unit.dashboard.helpers import MS, T0, Stream, levels, new_state

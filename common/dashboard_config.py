@@ -1,9 +1,6 @@
-"""The dashboard's settings: one frozen dataclass, validated like every config section.
+"""The dashboard's settings: the `[dashboard]` section of the mesh config.
 
-Until `[dashboard]` is a section of `common.config.MeshConfig`, the defaults
-apply and `--host` / `--port` override them; once the lead adds the section
-(this class moved to `common/dashboard_config.py`, next to risk_config.py),
-`settings_of(cfg)` picks it up unchanged.
+`--host` / `--port` on the command line override host and port.
 """
 
 from __future__ import annotations
