@@ -15,7 +15,7 @@ TIF = {events.GTC: "GTC", events.IOC: "IOC", events.FOK: "FOK"}
 
 
 def fmt_time(ns: int) -> str:
-    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.timezone.utc)
+    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC)
     return f"{t:%Y-%m-%d %H:%M:%S}.{(ns // 1_000_000) % 1000:03d}Z"
 
 

@@ -24,9 +24,9 @@ import bisect
 import os
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import xxhash
 
@@ -40,7 +40,7 @@ _hash = xxhash.xxh3_64_intdigest
 
 
 class LogDamaged(Exception):
-    def __init__(self, damage: "Damage") -> None:
+    def __init__(self, damage: Damage) -> None:
         super().__init__(str(damage))
         self.damage = damage
 

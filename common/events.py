@@ -385,7 +385,7 @@ def ingest(source: str, source_seq: int, lamport: int, key: str, event_ns: int, 
 LEVEL_DTYPE = np.dtype("<i8")
 
 
-def pack_levels(levels: "list[tuple[int, int]] | np.ndarray") -> bytes:
+def pack_levels(levels: list[tuple[int, int]] | np.ndarray) -> bytes:
     """(price, qty) pairs -> packed little-endian int64 bytes."""
     arr = np.asarray(levels, dtype=LEVEL_DTYPE).reshape(-1, 2)
     return arr.tobytes()

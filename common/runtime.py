@@ -56,7 +56,7 @@ class Shutdown:
         self.requested = False
         self.reason = ""
 
-    def install(self) -> "Shutdown":
+    def install(self) -> Shutdown:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
         return self

@@ -23,8 +23,8 @@ import argparse
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import msgspec
 import xxhash

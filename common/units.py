@@ -12,8 +12,9 @@ float, so "61837.63000000" is 6183763 at scale 2, not 6183762.999.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 Price = int
 Qty = int
@@ -148,7 +149,7 @@ class SymbolTable:
         return sorted(self._specs)
 
     @classmethod
-    def from_exchange_info(cls, info: Mapping[str, Any] | str) -> "SymbolTable":
+    def from_exchange_info(cls, info: Mapping[str, Any] | str) -> SymbolTable:
         """Build from the JSON of GET /api/v3/exchangeInfo (dict or text)."""
         if isinstance(info, str):
             info = json.loads(info)

@@ -42,11 +42,11 @@ from aiohttp import WSMsgType, web
 from common import events as E
 from common import runtime
 from common.config import MeshConfig
+from common.dashboard_config import DashboardConfig, settings_of
 from common.rpc import RpcClient
 from common.shell import SnapshotStore
 from common.stream import FellBehind, StreamFollower
 from common.units import load_symbols
-from common.dashboard_config import DashboardConfig, settings_of
 from services.dashboard.state import DashboardState
 
 log = logging.getLogger("dashboard")

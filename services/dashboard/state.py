@@ -30,11 +30,11 @@ from typing import Any
 from common import events as E
 from common.accounting import Account
 from common.core import state_hash
+from common.dashboard_config import DashboardConfig
 from common.describe import Renderer, fmt_time
 from common.hotpath import dtypes as D
 from common.metrics import Histogram, bucket_of, decode
 from common.units import SymbolTable
-from common.dashboard_config import DashboardConfig
 
 NS = 1_000_000_000
 MARKET = (E.BookSnapshot, E.BookDelta, E.Trade, E.BestBidOffer)

@@ -67,8 +67,9 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import msgspec
@@ -154,7 +155,7 @@ class Credentials:
     ENV_SECRET = "BINANCE_API_SECRET"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Credentials":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
         env = os.environ if env is None else env
         key, secret = env.get(cls.ENV_KEY, ""), env.get(cls.ENV_SECRET, "")
         if not key or not secret:
@@ -162,7 +163,7 @@ class Credentials:
         return cls(Secret(key.strip()), Secret(secret.strip()))
 
     @classmethod
-    def from_file(cls, path: str) -> "Credentials":
+    def from_file(cls, path: str) -> Credentials:
         """A file of `BINANCE_API_KEY=...` / `BINANCE_API_SECRET=...` lines (or a JSON object)."""
         try:
             with open(path, encoding="utf-8") as fh:
@@ -186,7 +187,7 @@ class Credentials:
                              for k, v in values.items()})
 
     @classmethod
-    def load(cls, path: str = "", env: Mapping[str, str] | None = None) -> "Credentials":
+    def load(cls, path: str = "", env: Mapping[str, str] | None = None) -> Credentials:
         return cls.from_file(path) if path else cls.from_env(env)
 
 
@@ -224,7 +225,7 @@ class BinanceConfig:
             raise ValueError(f"recv_window_ms {self.recv_window_ms} out of range 1..60000")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "BinanceConfig":
+    def from_mapping(cls, values: Mapping[str, Any]) -> BinanceConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         for name in values:
             if name not in known:
@@ -1028,7 +1029,7 @@ class BinanceAdapter:
         with self._http_lock:
             self._drop_connection()
 
-    def __enter__(self) -> "BinanceAdapter":
+    def __enter__(self) -> BinanceAdapter:
         return self
 
     def __exit__(self, *exc: object) -> None:

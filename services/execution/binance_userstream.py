@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import websocket
 
@@ -38,7 +38,7 @@ class UserStream:
         self._timeout_s = timeout_s
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
-        self.messages: "queue.Queue[object]" = queue.Queue()
+        self.messages: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ws: websocket.WebSocket | None = None

@@ -91,9 +91,8 @@ from typing import Any
 from common import events as E
 from common.accounting import Account
 from common.core import Output, outputs_for
-from common.units import BUILTIN, SymbolSpec, SymbolTable
-
 from common.risk_config import RiskConfig
+from common.units import BUILTIN, SymbolSpec, SymbolTable
 
 NAME = "risk"
 DAY_NS = 86_400 * 10**9
@@ -164,7 +163,7 @@ class _Book:
         return {"bids": [[p, self.bids[p]] for p in self._bp], "asks": [[p, self.asks[p]] for p in self._ap]}
 
     @classmethod
-    def load(cls, d: dict[str, list[list[int]]]) -> "_Book":
+    def load(cls, d: dict[str, list[list[int]]]) -> _Book:
         b = cls()
         b.apply(d["bids"], d["asks"], True)
         return b

@@ -50,9 +50,8 @@ from typing import Any
 
 from common import events as E
 from common.core import Output, outputs_for
-from common.units import BUILTIN, SymbolTable
-
 from common.router_config import ALGOS, BEST_VENUE, BPS_MAX, SWEEP, TWAP, VWAP, RouterConfig, VenueConfig
+from common.units import BUILTIN, SymbolTable
 
 NAME = "router"
 ROUTER_VENUE = "router"
@@ -108,7 +107,7 @@ class _Book:
         return {"bids": [[p, self.bids[p]] for p in self._bp], "asks": [[p, self.asks[p]] for p in self._ap]}
 
     @classmethod
-    def load(cls, d: dict[str, list[list[int]]]) -> "_Book":
+    def load(cls, d: dict[str, list[list[int]]]) -> _Book:
         b = cls()
         b.apply(d["bids"], d["asks"], True)
         return b

@@ -18,8 +18,8 @@ import msgspec
 import zmq
 
 from common import eventlog, events, rpc, runtime, sockets
-from common.metrics import METRICS
 from common.config import MeshConfig
+from common.metrics import METRICS
 from services.sequencer.core import SequencerCore
 
 log = logging.getLogger("sequencer")

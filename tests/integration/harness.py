@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from common import config, eventlog, events
 
@@ -92,7 +93,7 @@ class Mesh:
         return "".join(out)
 
     # -- lifecycle
-    def start(self, timeout: float = 30) -> "Mesh":
+    def start(self, timeout: float = 30) -> Mesh:
         subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)], check=True, cwd=REPO, timeout=30
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,14 +20,12 @@ from common.events import BookDelta, BookSnapshot, GapDeclared, Trade, unpack_le
 from services.feed.binance import Normalizer
 from services.feed.live import Backoff, LiveSource, stream_url
 from services.feed.replay import replay_items
+from tests.shared_data import BINANCE_SPOT
 from tests.support.ws_server import FakeBinance, load_capture
 
 pytestmark = pytest.mark.timeout(60)
 
-CAPTURE = Path("/work/shared/data/binance-spot/btcusdt_20240808.gz")
-_here = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance-spot" / "btcusdt_20240808.gz"
-if _here.exists():
-    CAPTURE = _here
+CAPTURE = BINANCE_SPOT / "btcusdt_20240808.gz"
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,11 @@ import socketserver
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -88,7 +89,7 @@ ALLOWED_PARAMS = {
 CID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:/_-")
 
 
-def _missing(name: str) -> "ApiError":
+def _missing(name: str) -> ApiError:
     return ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
@@ -272,7 +273,7 @@ class BinanceTestServer:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "BinanceTestServer":
+    def start(self) -> BinanceTestServer:
         server = self
 
         class Handler(_RestHandler):
@@ -302,7 +303,7 @@ class BinanceTestServer:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> "BinanceTestServer":
+    def __enter__(self) -> BinanceTestServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -15,8 +15,9 @@ from common.units import BUILTIN
 from services.backtest import report
 from services.backtest.inputs import CaptureInput
 from services.backtest.run import run_backtest
+from tests.shared_data import BINANCE_SPOT
 
-DATA = Path(os.environ.get("ATOMIC_MESH_DATA", "/work/shared/data/binance-spot"))
+DATA = Path(os.environ.get("ATOMIC_MESH_DATA", str(BINANCE_SPOT)))
 FILES = [DATA / "btcusdt_20240808.gz", DATA / "btcusdt_20240809.gz"]
 
 

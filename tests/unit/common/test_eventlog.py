@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common import events as E
 from common import eventlog as L
+from common import events as E
 
 SMALL_SEG = 200  # a Clock record is ~30 bytes: a segment holds ~7 of them
 

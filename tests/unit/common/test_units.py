@@ -22,8 +22,9 @@ from common.units import (
     parse_decimal,
     scale_of_increment,
 )
+from tests.shared_data import SHARED_DATA
 
-EXCHANGE_INFO = Path("/work/shared/data/cryptofeed-binance/BINANCE.0")
+EXCHANGE_INFO = SHARED_DATA / "cryptofeed-binance" / "BINANCE.0"
 INT64_MIN = -(1 << 63)
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from common.accounting import Account, Position, fee
 from common.core import canonical
-from common.events import BUY, SELL, OrderFill, TAKER
+from common.events import BUY, SELL, TAKER, OrderFill
 
 
 def _only_ints(obj: object) -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from common import events as E
+from common.dashboard_config import DashboardConfig
 from common.metrics import Metrics
 from common.units import BUILTIN
-from common.dashboard_config import DashboardConfig
 from services.dashboard.state import DashboardState
 
 T0 = 1_800_000_000_000_000_000

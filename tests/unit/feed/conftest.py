@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "binance-spot"
-if not DATA.is_dir():  # the repo may live elsewhere: fall back to the known location
-    DATA = Path("/work/shared/data/binance-spot")
+from tests.shared_data import BINANCE_SPOT
+
+DATA = BINANCE_SPOT
 
 
 def capture(name: str) -> Path:

@@ -9,8 +9,8 @@ import pytest
 
 from common import events as E
 from common.core import canonical, state_hash
-from services.risk import RiskConfig, RiskCore
 from common.risk_config import MONEY
+from services.risk import RiskConfig, RiskCore
 
 BTC = "BTCUSDT"
 DAY = 86_400 * 10**9

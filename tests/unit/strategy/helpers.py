@@ -18,6 +18,7 @@ from common.config import StrategyConfig
 from common.core import Output, state_hash
 from common.units import BUILTIN, SymbolSpec, SymbolTable
 from services.strategy.core import StrategyCore
+from tests.shared_data import BINANCE_SPOT
 
 EPOCH = 1
 T0 = 1_723_161_253_000_000_000
@@ -28,7 +29,7 @@ DT = 100_000_000  # 100 ms between events
 TEST = SymbolSpec("TESTUSDT", price_scale=2, qty_scale=8, tick=10, step=1000)
 SYMBOLS = SymbolTable([BUILTIN["BTCUSDT"], BUILTIN["ETHUSDT"], TEST])
 
-DATA = Path(os.environ.get("ATOMIC_MESH_DATA", "/work/shared/data/binance-spot"))
+DATA = Path(os.environ.get("ATOMIC_MESH_DATA", str(BINANCE_SPOT)))
 CAPTURE = DATA / "btcusdt_20240808.gz"
 
 

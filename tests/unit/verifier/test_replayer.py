@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from common import config, events as E
+from common import config
+from common import events as E
 from common.core import state_hash
 from services.verifier.core import Replayer, build_cores
 
