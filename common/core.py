@@ -46,6 +46,12 @@ class Core(Protocol):
         ...
 
 
+def parent_of(child_id: str) -> str:
+    """The router names children `<parent>.<n>`; a bare parent id is its own parent."""
+    head, _, tail = child_id.rpartition(".")
+    return head if head and tail.isdigit() else child_id
+
+
 def output_key(producer: str, ev: events.Sequenced, n: int) -> str:
     return f"{producer}:{ev.epoch}:{ev.seq}:{n}"
 

@@ -21,7 +21,6 @@ wire form) and are merged per (stage, service) over a sliding window.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from typing import Any
 
 from common import events as E
 from common.accounting import Account
-from common.core import state_hash
+from common.book import PriceBook
+from common.core import parent_of, state_hash
 from common.dashboard_config import DashboardConfig
 from common.describe import Renderer, fmt_time
 from common.hotpath import dtypes as D
@@ -125,35 +125,23 @@ class OrderRow:
     children: int = 0
 
 
-class Book:
+class Book(PriceBook):
     """One symbol's L2 book, rebuilt from snapshots and deltas (qty 0 removes a level)."""
 
     def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
+        super().__init__()
         self.snapshots = 0
         self.deltas = 0
         self.seeded = ""  # where a book that did not start from a snapshot came from
 
     def snapshot(self, bids: bytes, asks: bytes) -> None:
-        self.bids = {int(p): int(q) for p, q in E.unpack_levels(bids) if q > 0}
-        self.asks = {int(p): int(q) for p, q in E.unpack_levels(asks) if q > 0}
+        self.load(E.unpack_levels(bids).tolist(), E.unpack_levels(asks).tolist())
         self.snapshots += 1
         self.seeded = ""
 
     def delta(self, bids: bytes, asks: bytes) -> None:
-        for side, buf in ((self.bids, bids), (self.asks, asks)):
-            for p, q in E.unpack_levels(buf).tolist():
-                if q > 0:
-                    side[p] = q
-                else:
-                    side.pop(p, None)
+        self.apply(E.unpack_levels(bids).tolist(), E.unpack_levels(asks).tolist())
         self.deltas += 1
-
-    def top(self, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        bids = [(p, self.bids[p]) for p in heapq.nlargest(depth, self.bids)]
-        asks = [(p, self.asks[p]) for p in heapq.nsmallest(depth, self.asks)]
-        return bids, asks
 
 
 def _cause_seq(key: str) -> int:
@@ -164,9 +152,7 @@ def _cause_seq(key: str) -> int:
     return 0
 
 
-def _parent(child_id: str) -> str:
-    head, _, tail = child_id.rpartition(".")
-    return head if head and tail.isdigit() else child_id
+_parent = parent_of
 
 
 class DashboardState:

@@ -24,7 +24,6 @@ a new snapshot; the live client sees that in `needs_snapshot()` and refetches.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from common.book import PriceBook
 from common.events import (
     BestBidOffer,
     BookDelta,
@@ -118,62 +118,7 @@ class Counters:
 
 
 # ---------------------------------------------------------------- the book
-class LocalBook:
-    """Price -> qty per side, with sorted price lists for the touch. Integers only."""
-
-    __slots__ = ("bids", "asks", "_bp", "_ap")
-
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self._bp: list[int] = []  # ascending; best bid is the last
-        self._ap: list[int] = []  # ascending; best ask is the first
-
-    def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-        self._bp.clear()
-        self._ap.clear()
-
-    @staticmethod
-    def _set(side: dict[int, int], prices: list[int], px: int, qty: int) -> None:
-        if qty:
-            if px not in side:
-                bisect.insort(prices, px)
-            side[px] = qty
-        elif px in side:
-            del side[px]
-            del prices[bisect.bisect_left(prices, px)]
-
-    def apply(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
-        for px, qty in bids:
-            self._set(self.bids, self._bp, px, qty)
-        for px, qty in asks:
-            self._set(self.asks, self._ap, px, qty)
-
-    def load(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
-        self.clear()
-        self.apply(bids, asks)
-
-    def best_bid(self) -> tuple[int, int]:
-        if not self._bp:
-            return (0, 0)
-        px = self._bp[-1]
-        return (px, self.bids[px])
-
-    def best_ask(self) -> tuple[int, int]:
-        if not self._ap:
-            return (0, 0)
-        px = self._ap[0]
-        return (px, self.asks[px])
-
-    def crossed(self) -> bool:
-        return bool(self._bp and self._ap and self._bp[-1] >= self._ap[0])
-
-    def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        bids = [(p, self.bids[p]) for p in reversed(self._bp[-n:])]
-        asks = [(p, self.asks[p]) for p in self._ap[:n]]
-        return bids, asks
+LocalBook = PriceBook  # the feed's name for it
 
 
 # ---------------------------------------------------------------- parsing helpers

@@ -84,12 +84,12 @@ again.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from typing import Any
 
 from common import events as E
 from common.accounting import Account
+from common.book import PriceBook
 from common.core import Output, outputs_for
 from common.risk_config import RiskConfig
 from common.units import BUILTIN, SymbolSpec, SymbolTable
@@ -127,48 +127,6 @@ CMD_RESET_BREAKER = "reset-breaker"
 _APPROVED_HAS_ALGO = "algo" in E.RiskApproved.__struct_fields__
 
 
-class _Book:
-    """Price -> qty per side with sorted price lists for the touch. Integers only."""
-
-    __slots__ = ("bids", "asks", "_bp", "_ap")
-
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self._bp: list[int] = []  # ascending
-        self._ap: list[int] = []  # ascending
-
-    @staticmethod
-    def _set(side: dict[int, int], prices: list[int], px: int, qty: int) -> None:
-        if qty > 0:
-            if px not in side:
-                bisect.insort(prices, px)
-            side[px] = qty
-        elif px in side:
-            del side[px]
-            del prices[bisect.bisect_left(prices, px)]
-
-    def apply(self, bids: list[list[int]], asks: list[list[int]], snapshot: bool) -> None:
-        if snapshot:
-            self.bids, self.asks, self._bp, self._ap = {}, {}, [], []
-        for px, qty in bids:
-            self._set(self.bids, self._bp, px, qty)
-        for px, qty in asks:
-            self._set(self.asks, self._ap, px, qty)
-
-    def touch(self) -> tuple[int, int]:
-        return (self._bp[-1] if self._bp else 0, self._ap[0] if self._ap else 0)
-
-    def dump(self) -> dict[str, list[list[int]]]:
-        return {"bids": [[p, self.bids[p]] for p in self._bp], "asks": [[p, self.asks[p]] for p in self._ap]}
-
-    @classmethod
-    def load(cls, d: dict[str, list[list[int]]]) -> _Book:
-        b = cls()
-        b.apply(d["bids"], d["asks"], True)
-        return b
-
-
 class RiskCore:
     name = NAME
 
@@ -181,7 +139,7 @@ class RiskCore:
     def _reset_state(self) -> None:
         self.now_ns = 0
         self.day = -1  # UTC day number of now_ns; -1 = no event yet
-        self.books: dict[str, _Book] = {}
+        self.books: dict[str, PriceBook] = {}
         self.tops: dict[str, list[int]] = {}  # symbol -> [bid, ask], from whichever event came last
         self.account = Account(keep_trips=0)  # positions, cost, realized PnL, fees, round trips
         self.orders: dict[str, list[Any]] = {}  # parent id -> [symbol, side, open qty, price]
@@ -227,7 +185,7 @@ class RiskCore:
         self._reset_state()
         self.now_ns = int(s["now_ns"])
         self.day = int(s["day"])
-        self.books = {k: _Book.load(v) for k, v in s["books"].items()}
+        self.books = {k: PriceBook.from_dump(v) for k, v in s["books"].items()}
         self.tops = {k: [int(v[0]), int(v[1])] for k, v in s["tops"].items()}
         self.account.load_state(s["account"])
         self.orders = {k: [v[0], int(v[1]), int(v[2]), int(v[3])] for k, v in s["orders"].items()}
@@ -365,7 +323,7 @@ class RiskCore:
     def _on_book(self, ev: E.Sequenced, b: E.BookSnapshot | E.BookDelta, snapshot: bool) -> None:
         book = self.books.get(b.symbol)
         if book is None:
-            book = self.books[b.symbol] = _Book()
+            book = self.books[b.symbol] = PriceBook()
         book.apply(E.unpack_levels(b.bids).tolist(), E.unpack_levels(b.asks).tolist(), snapshot)
         self.tops[b.symbol] = list(book.touch())
         if self.cfg.deadman_market_data:

@@ -45,10 +45,10 @@ Risk uses both to release the parent's open quantity.
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 from common import events as E
+from common.book import PriceBook
 from common.core import Output, outputs_for
 from common.router_config import ALGOS, BEST_VENUE, BPS_MAX, SWEEP, TWAP, VWAP, RouterConfig, VenueConfig
 from common.units import BUILTIN, SymbolTable
@@ -66,51 +66,6 @@ CMD_VENUE_DOWN = "venue-down"
 CMD_VENUE_UP = "venue-up"
 
 __all__ = ["ALGOS", "NAME", "RouterCore"]
-
-
-class _Book:
-    """Price -> qty per side with sorted price lists. Integers only."""
-
-    __slots__ = ("bids", "asks", "_bp", "_ap")
-
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self._bp: list[int] = []  # ascending
-        self._ap: list[int] = []  # ascending
-
-    @staticmethod
-    def _set(side: dict[int, int], prices: list[int], px: int, qty: int) -> None:
-        if qty > 0:
-            if px not in side:
-                bisect.insort(prices, px)
-            side[px] = qty
-        elif px in side:
-            del side[px]
-            del prices[bisect.bisect_left(prices, px)]
-
-    def apply(self, bids: list[list[int]], asks: list[list[int]], snapshot: bool) -> None:
-        if snapshot:
-            self.bids, self.asks, self._bp, self._ap = {}, {}, [], []
-        for px, qty in bids:
-            self._set(self.bids, self._bp, px, qty)
-        for px, qty in asks:
-            self._set(self.asks, self._ap, px, qty)
-
-    def levels(self, side: int, n: int) -> list[tuple[int, int]]:
-        """Best first: bids descending, asks ascending."""
-        if side == E.BUY:
-            return [(p, self.bids[p]) for p in reversed(self._bp[-n:])]
-        return [(p, self.asks[p]) for p in self._ap[:n]]
-
-    def dump(self) -> dict[str, list[list[int]]]:
-        return {"bids": [[p, self.bids[p]] for p in self._bp], "asks": [[p, self.asks[p]] for p in self._ap]}
-
-    @classmethod
-    def load(cls, d: dict[str, list[list[int]]]) -> _Book:
-        b = cls()
-        b.apply(d["bids"], d["asks"], True)
-        return b
 
 
 def split_lots(qty: int, step: int, weights: list[int]) -> list[int]:
@@ -156,7 +111,7 @@ class RouterCore:
     # ------------------------------------------------------------ state
     def _reset_state(self) -> None:
         self.now_ns = 0
-        self.books: dict[str, _Book] = {}
+        self.books: dict[str, PriceBook] = {}
         self.bbo: dict[str, list[int]] = {}  # symbol -> [bid_px, bid_qty, ask_px, ask_qty]
         self.down: set[str] = set()  # venues marked down by operator command
         # parent id -> {"symbol","side","price","tif","post_only","algo","next","live":[child ids],
@@ -183,7 +138,7 @@ class RouterCore:
         s: dict[str, Any] = state  # type: ignore[assignment]
         self._reset_state()
         self.now_ns = int(s["now_ns"])
-        self.books = {k: _Book.load(v) for k, v in s["books"].items()}
+        self.books = {k: PriceBook.from_dump(v) for k, v in s["books"].items()}
         self.bbo = {k: [int(x) for x in v] for k, v in s["bbo"].items()}
         self.down = set(s["down"])
         self.parents = {
@@ -211,7 +166,7 @@ class RouterCore:
         tick, step = self._tick_step(symbol)
         book = self.books.get(symbol)
         if book is not None:
-            raw = book.levels(side, self.cfg.depth_levels)
+            raw = book.levels(side == E.BUY, self.cfg.depth_levels)
         else:
             b = self.bbo.get(symbol)
             if b is None:
@@ -266,7 +221,7 @@ class RouterCore:
         if t is E.BookSnapshot or t is E.BookDelta:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
-                book = self.books[body.symbol] = _Book()  # type: ignore[union-attr]
+                book = self.books[body.symbol] = PriceBook()  # type: ignore[union-attr]
             book.apply(
                 E.unpack_levels(body.bids).tolist(),  # type: ignore[union-attr]
                 E.unpack_levels(body.asks).tolist(),  # type: ignore[union-attr]

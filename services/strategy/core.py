@@ -20,7 +20,7 @@ import numpy as np
 
 from common import events
 from common.config import StrategyConfig
-from common.core import Output, outputs_for
+from common.core import Output, outputs_for, parent_of
 from common.hotpath import default_params, dtypes, kernels, new_book, new_state
 from common.units import SymbolTable
 
@@ -228,7 +228,4 @@ class StrategyCore:
         }
 
 
-def _parent(child_id: str) -> str:
-    """Router child ids are `<parent>.<n>`; a bare parent id is its own parent."""
-    head, _, tail = child_id.rpartition(".")
-    return head if head and tail.isdigit() else child_id
+_parent = parent_of
