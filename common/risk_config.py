@@ -56,6 +56,9 @@ class RiskConfig:
 
     # ---- money scale
     pnl_scale: int = 10  # money units are quote currency x 10**pnl_scale
+    # ---- determinism: publish the state hash / write a snapshot every N seqs
+    hash_every: int = 1000
+    snapshot_every: int = 10_000
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -67,6 +70,7 @@ class RiskConfig:
         for name in (
             "max_spread", "max_order_qty", "max_position_qty", "max_notional", "max_open_orders",
             "max_orders_per_second", "max_consecutive_losses", "max_drawdown_bps", "drawdown_base", "deadman_ms",
+            "hash_every", "snapshot_every",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"risk.{name} must be positive, got {getattr(self, name)}")

@@ -59,6 +59,8 @@ class RouterConfig:
     # On CancelAll / CancelIntent, emit ChildCancel for live children (besides dropping
     # unreleased TWAP slices). Turn off if execution cancels on CancelAll by itself.
     cancel_children: bool = True
+    hash_every: int = 1000  # publish the state hash every N seqs
+    snapshot_every: int = 10_000
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.venues]
@@ -71,5 +73,7 @@ class RouterConfig:
         for algo in (self.default_algo, *(a for _, a in self.algo_by_symbol)):
             if algo not in ALGOS:
                 raise ValueError(f"router algo {algo!r} is not one of {', '.join(ALGOS)}")
+        if self.hash_every < 1 or self.snapshot_every < 1:
+            raise ValueError("router hash_every and snapshot_every must be >= 1")
         if self.twap_slices < 1 or self.twap_interval_ms < 1 or self.depth_levels < 1:
             raise ValueError("router twap_slices, twap_interval_ms and depth_levels must be >= 1")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from common.events import (
     _Body,
     pack_levels,
 )
+from common.metrics import METRICS
 from common.units import BUILTIN, SymbolSpec, SymbolTable, UnitError, parse_decimal
 
 log = logging.getLogger(__name__)
@@ -326,7 +328,9 @@ class Normalizer:
             ts, sep, payload = line.partition(b" ")
             if not sep:
                 raise Reject(R_BAD_LINE, "no '<ns> <json>' separator")
+            t0 = time.perf_counter_ns()
             self._message(parse_local_ns(ts), payload, "", out)
+            METRICS.record("feed_normalize", time.perf_counter_ns() - t0)
         except Reject as rej:
             self._reject(rej.reason, rej.detail)
         return out
@@ -340,7 +344,15 @@ class Normalizer:
         try:
             if len(payload) > self.max_line_bytes:
                 raise Reject(R_LINE_TOO_LONG, f"{len(payload)} bytes > {self.max_line_bytes}")
+            t0 = time.perf_counter_ns()
             self._message(local_ns, payload, snapshot_symbol.upper(), out)
+            METRICS.record("feed_normalize", time.perf_counter_ns() - t0)
+            # Exchange event time to our receipt (live: the network and the
+            # exchange's own publishing delay; a capture's clock may lag, so
+            # only non-negative values count).
+            for event_ns, _body in out:
+                if 0 < event_ns <= local_ns:
+                    METRICS.record("feed_recv", local_ns - event_ns)
         except Reject as rej:
             self._reject(rej.reason, rej.detail)
         return out

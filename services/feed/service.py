@@ -33,6 +33,7 @@ from typing import Any
 from common import config as mesh_config
 from common.config import ConfigError, MeshConfig
 from common.events import Heartbeat
+from common.metrics import METRICS
 from common.units import BUILTIN, SymbolTable
 from services.feed.binance import Counters, Item
 from services.feed.sources import ReplaySource, Source, SyntheticSource, limit, paced, summary
@@ -162,9 +163,13 @@ def with_heartbeats(
         yield item
 
 
-def heartbeat(c: Counters, state: str) -> Heartbeat:
+def heartbeat(c: Counters, state: str, metrics: bool = False) -> Heartbeat:
+    """Deterministic heartbeats (in the source's numbering) carry counters only;
+    the wall-clock liveness ones also carry the latency histograms."""
     flat = c.flat()
     flat["gaps"] = c.events.get("GapDeclared", 0)
+    if metrics:
+        flat.update(METRICS.snapshot())
     return Heartbeat(SERVICE, state, 0, flat)
 
 
@@ -248,7 +253,7 @@ def run_mesh(
                 producer.send(item[1], item[0], more=full_speed)
                 sent += 1
             if now - last_hb >= HEARTBEAT_NS:
-                liveness.send(heartbeat(source.counters(), "live"), time.time_ns())
+                liveness.send(heartbeat(source.counters(), "live", metrics=True), time.time_ns())
                 last_hb = now
             if now - last_pump >= 5_000_000:
                 producer.pump(0)
@@ -264,7 +269,7 @@ def run_mesh(
                 liveness.pump(0)
             now = time.monotonic_ns()
             if now - last_hb >= HEARTBEAT_NS:
-                liveness.send(heartbeat(source.counters(), "live"), time.time_ns())
+                liveness.send(heartbeat(source.counters(), "live", metrics=True), time.time_ns())
                 last_hb = now
         source.close()  # stop taking input
         liveness.send(heartbeat(source.counters(), "stopping"), time.time_ns())

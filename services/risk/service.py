@@ -35,7 +35,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def build(cfg: config.MeshConfig, args: argparse.Namespace) -> tuple[RiskCore, int, int]:
-    return RiskCore(cfg.risk, load_symbols(cfg.symbols.exchange_info)), 1000, 10_000
+    return RiskCore(cfg.risk, load_symbols(cfg.symbols.exchange_info)), cfg.risk.hash_every, cfg.risk.snapshot_every
 
 
 def send_command(cfg: config.MeshConfig, command: str, arg: str) -> int:

@@ -30,8 +30,8 @@ def build_cores(cfg: MeshConfig) -> dict[str, tuple[Core, int]]:
     strategy = StrategyCore(cfg.strategy, symbols)
     return {
         strategy.name: (strategy, cfg.strategy.hash_every),
-        "risk": (RiskCore(cfg.risk, symbols), 1000),
-        "router": (RouterCore(cfg.router, symbols), 1000),
+        "risk": (RiskCore(cfg.risk, symbols), cfg.risk.hash_every),
+        "router": (RouterCore(cfg.router, symbols), cfg.router.hash_every),
         "execution": (ExecutionCore(cfg.execution, cfg.router, symbols), cfg.execution.hash_every),
     }
 
