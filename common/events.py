@@ -231,6 +231,18 @@ class HashDivergence(_Body, tag=53):
     published: U64  # the service's
 
 
+class Correction(_Body, tag=54):
+    """A difference reconciliation found between the engine's view and a venue's,
+    written down explicitly instead of silently overwriting either side."""
+
+    service: str
+    what: str  # unknown_venue_order / missing_at_venue / balance_mismatch / inject_refused
+    venue: str
+    symbol: str
+    child_id: str
+    detail: str
+
+
 class OperatorCommand(_Body, tag=52):
     command: str  # kill / reset-kill / reset-breaker / ...
     arg: str
@@ -284,6 +296,7 @@ Body = Union[
     Heartbeat,
     OperatorCommand,
     HashDivergence,
+    Correction,
     SequencerEpoch,
     Clock,
     GapDeclared,

@@ -172,6 +172,16 @@ class CoreService:
         self._held, self._seen_keys = [], set()
         self.state = "live"
         self._send(fresh)
+        self._announce_live()
+
+    def _announce_live(self) -> None:
+        """A core may want something sequenced each time it goes live (execution: reconcile)."""
+        on_live = getattr(self.core, "on_live", None)
+        if on_live is None or self.producer is None:
+            return
+        tag = f"{self.name}:live:{os.getpid()}:{time.monotonic_ns()}"
+        for i, body in enumerate(on_live()):
+            self.producer.send(body, time.time_ns(), f"{tag}:{i}")
 
     def _send(self, outs: list[Output]) -> None:
         if self.producer is None:
@@ -190,6 +200,8 @@ class CoreService:
 
     def run(self, stop: runtime.Shutdown) -> int:
         log.info("%s: %s from seq %d (head %d)", self.name, self.state, self.last_applied + 1, self.recover_until)
+        if self.state == "live":
+            self._announce_live()
         try:
             while not stop:
                 for seq, raw in self.follower.poll(50):

@@ -10,6 +10,17 @@ transition is logged and counted, never applied.
 CancelAll is acted on here directly (not only through the router's
 ChildCancels) because risk's dead man's switch must be able to pull every
 order when the router or the strategy is the thing that hung.
+
+Reconciliation. When the execution shell goes live after catching up it
+sends an OperatorCommand "reconcile"; applying it (a sequenced event, so a
+replay reconciles identically) compares what each venue holds with the
+order state machine and the account, and writes every difference as a
+Correction event: an order the venue holds that the engine does not know is
+reported and cancelled; an order the engine thinks open that the venue does
+not hold is reported; a base balance that differs from the
+account's position is reported. OperatorCommand "sim-inject"
+(arg "venue:symbol:BUY|SELL:price:qty:child_id") places an order directly at
+a simulated venue, as someone trading on the same account by hand would.
 """
 
 from __future__ import annotations
@@ -71,6 +82,9 @@ class ExecutionCore:
             sim = self.venues.get(b.venue)
             if sim is not None:
                 reports += sim.on_cancel(b, now)
+        elif isinstance(b, events.OperatorCommand) and b.command in ("reconcile", "sim-inject"):
+            bodies = self._reconcile(now) if b.command == "reconcile" else self._inject(b.arg, now)
+            reports += [(body, now) for body in bodies]
         elif isinstance(b, events.CancelAll):
             self.counters["cancel_all"] += 1
             for o in self.orders.open_orders(b.symbol or None):
@@ -86,6 +100,51 @@ class ExecutionCore:
                 self.account.on_fill(body)
             out.append(Output(body, output_key(self.name, ev, i), t))
         self.counters["reports"] += len(out)
+        return out
+
+    def on_live(self) -> list[events._Body]:
+        """What the shell sends on going live: ask for a reconciliation."""
+        return [events.OperatorCommand("reconcile", "", self.name)]
+
+    def _inject(self, arg: str, now: int) -> list[events._Body]:
+        try:
+            venue, symbol, side, price, qty, child_id = arg.split(":")
+            self.venues[venue].inject_order(child_id, symbol, events.BUY if side == "BUY" else events.SELL,
+                                            int(price), int(qty), now)
+        except (ValueError, KeyError) as exc:
+            self.counters["bad_inject"] = self.counters.get("bad_inject", 0) + 1
+            return [events.Correction(self.name, "inject_refused", "", "", "", f"{arg}: {exc}")]
+        return []
+
+    def _reconcile(self, now: int) -> list[events._Body]:
+        out: list[events._Body] = []
+        known = {o.child_id: o for o in self.orders.open_orders()}
+        held: set[str] = set()
+        for name, sim in sorted(self.venues.items()):
+            for vo in sim.open_orders():
+                cid = str(vo["child_id"])
+                held.add(cid)
+                if cid not in known:
+                    out.append(events.Correction(
+                        self.name, "unknown_venue_order", name, str(vo["symbol"]), cid,
+                        f"venue holds {vo['leaves']} @ {vo['price']} side {vo['side']} the log does not know; cancelling",
+                    ))
+                    # The venue's OrderCancelled follows after its cancel latency.
+                    out += [r for r, _t in sim.on_cancel(events.ChildCancel(cid, name, str(vo["symbol"])), now)]
+            for cid, o in sorted(known.items()):
+                if o.venue == name and cid not in held and o.state != "New":
+                    out.append(events.Correction(self.name, "missing_at_venue", name, o.symbol, cid,
+                                                 f"engine had {o.leaves} open; the venue does not hold it"))
+        base: dict[str, int] = {}
+        for sim in self.venues.values():
+            for sym, bal in sim.balances().items():
+                base[sym] = base.get(sym, 0) + bal["base"]
+        for sym in sorted(set(base) | set(self.account.positions)):
+            mine = self.account.positions[sym].position if sym in self.account.positions else 0
+            if base.get(sym, 0) != mine:
+                out.append(events.Correction(self.name, "balance_mismatch", "", sym, "",
+                                             f"venues hold {base.get(sym, 0)} atoms, the account says {mine}"))
+        self.counters["reconciles"] = self.counters.get("reconciles", 0) + 1
         return out
 
     def state(self) -> object:

@@ -4,6 +4,9 @@
     python -m services.risk kill             # fire the kill switch
     python -m services.risk reset-kill       # clear it (the only way)
     python -m services.risk reset-breaker    # clear the circuit breaker
+    python -m services.risk reconcile        # execution compares venues with its books
+    python -m services.risk sim-inject VENUE:SYMBOL:BUY|SELL:PRICE:QTY:ID
+                                             # an order placed at a sim venue by hand
 
 An operator command is a sequenced event like any other, so it is in the log,
 survives a restart of the risk service and replays identically.
@@ -26,7 +29,7 @@ from common.units import load_symbols
 from services.risk.core import RiskCore
 
 log = logging.getLogger("risk")
-COMMANDS = ("kill", "reset-kill", "reset-breaker", "venue-down", "venue-up")
+COMMANDS = ("kill", "reset-kill", "reset-breaker", "venue-down", "venue-up", "reconcile", "sim-inject")
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

@@ -77,3 +77,34 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
         assert rep["checked"] >= 20, rep
     finally:
         mesh.cleanup()
+
+
+def test_an_order_placed_at_the_venue_while_execution_was_down_is_found_and_cancelled():
+    mesh = Mesh(["sequencer", "logger", "feed", "execution"], {"feed": {"rate": 300.0, "seed": 5}, "logger": {"fsync": "none"}})
+    try:
+        mesh.start()
+        wait_for(lambda: mesh.check()["last_seq"] > 300, 60, "market data flowing")
+        res = mesh.ctl("stop", "execution")
+        assert res.returncode == 0, res.stdout + res.stderr
+        out = subprocess.run(
+            [sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), "sim-inject",
+             "sim-a:BTCUSDT:BUY:1000000:1000:by-hand-1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert mesh.ctl("start", "execution").returncode == 0
+
+        def found():
+            evs = mesh.events()
+            corr = [e for e in evs if isinstance(e.body, E.Correction) and e.body.child_id == "by-hand-1"]
+            gone = [e for e in evs if isinstance(e.body, E.OrderCancelled) and e.body.child_id == "by-hand-1"]
+            return (corr, gone) if corr and gone else None
+
+        corr, gone = wait_for(found, 60, "the hand-placed order reported and cancelled")
+        assert corr[0].body.what == "unknown_venue_order" and corr[0].body.venue == "sim-a"
+        assert corr[0].seq < gone[0].seq
+        # The reconcile request itself is in the log, so a replay reconciles the same way.
+        assert any(isinstance(e.body, E.OperatorCommand) and e.body.command == "reconcile" and e.source == "execution"
+                   for e in mesh.events())
+    finally:
+        mesh.cleanup()
