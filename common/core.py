@@ -52,6 +52,14 @@ def parent_of(child_id: str) -> str:
     return head if head and tail.isdigit() else child_id
 
 
+def cause_seq(key: str) -> int:
+    """The seq of the event that caused an output, from its key (0 if not an output key)."""
+    parts = key.split(":")
+    if len(parts) >= 4 and parts[2].isdigit():
+        return int(parts[2])
+    return 0
+
+
 def output_key(producer: str, ev: events.Sequenced, n: int) -> str:
     return f"{producer}:{ev.epoch}:{ev.seq}:{n}"
 

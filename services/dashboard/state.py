@@ -29,7 +29,7 @@ from typing import Any
 from common import events as E
 from common.accounting import Account
 from common.book import PriceBook
-from common.core import parent_of, state_hash
+from common.core import cause_seq, parent_of, state_hash
 from common.dashboard_config import DashboardConfig
 from common.describe import Renderer, fmt_time
 from common.hotpath import dtypes as D
@@ -144,12 +144,7 @@ class Book(PriceBook):
         self.deltas += 1
 
 
-def _cause_seq(key: str) -> int:
-    """`<producer>:<epoch>:<seq>:<n>` -> seq (0 when the key is not of that form)."""
-    parts = key.split(":")
-    if len(parts) >= 4 and parts[2].isdigit():
-        return int(parts[2])
-    return 0
+_cause_seq = cause_seq
 
 
 _parent = parent_of

@@ -28,7 +28,7 @@ from __future__ import annotations
 from common import events
 from common.accounting import Account
 from common.config import ExecutionConfig
-from common.core import Output, output_key
+from common.core import Output, cause_seq, output_key
 from common.router_config import RouterConfig
 from common.units import SymbolTable
 from common.venues import venue_market
@@ -54,7 +54,11 @@ class ExecutionCore:
         }
         self.orders = OrderBook()
         self.account = Account()
-        self.counters = {"children": 0, "reports": 0, "unknown_venue": 0, "cancel_all": 0}
+        self.counters = {"children": 0, "reports": 0, "unknown_venue": 0, "cancel_all": 0, "stale": 0}
+        # symbol ("" = all) -> seq of risk's latest CancelAll: a child order the router
+        # made from an approval sequenced before it is refused (it can reach us after
+        # the CancelAll when the router lags).
+        self.halts: dict[str, int] = {}
 
     def apply(self, ev: events.Sequenced) -> list[Output]:
         b = ev.body
@@ -71,7 +75,11 @@ class ExecutionCore:
                         reports += sim.on_market(vb, now)
         elif isinstance(b, events.ChildOrder):
             sim = self.venues.get(b.venue)
-            if sim is None:
+            halt = max(self.halts.get("", 0), self.halts.get(b.symbol, 0))
+            if halt and cause_seq(ev.key) < halt:
+                self.counters["stale"] += 1
+                reports.append((events.OrderRejected(b.venue, b.child_id, b.symbol, "stale_after_risk_cancel_all"), now))
+            elif sim is None:
                 self.counters["unknown_venue"] += 1
                 reports.append((events.OrderRejected(b.venue, b.child_id, b.symbol, "unknown_venue"), now))
             else:
@@ -87,6 +95,8 @@ class ExecutionCore:
             reports += [(body, now) for body in bodies]
         elif isinstance(b, events.CancelAll):
             self.counters["cancel_all"] += 1
+            if b.origin == "risk":
+                self.halts[b.symbol] = ev.seq
             for o in self.orders.open_orders(b.symbol or None):
                 sim = self.venues.get(o.venue)
                 if sim is not None:
@@ -153,6 +163,7 @@ class ExecutionCore:
             "orders": self.orders.state(),
             "account": self.account.state(),
             "counters": dict(sorted(self.counters.items())),
+            "halts": dict(sorted(self.halts.items())),
         }
 
     def load_state(self, state: object) -> None:
@@ -163,3 +174,4 @@ class ExecutionCore:
         self.orders.load_state(state["orders"])
         self.account.load_state(state["account"])
         self.counters.update(state["counters"])
+        self.halts = {k: int(v) for k, v in state.get("halts", {}).items()}

@@ -59,6 +59,7 @@ MS_NS = 10**6
 
 R_NO_VENUE = "no_venue"
 R_NO_LIQUIDITY = "no_liquidity"
+R_STALE = "stale_approval"  # decided before risk's latest CancelAll
 R_UNKNOWN_ALGO = "unknown_algo"
 R_CANCELLED = "cancelled"
 
@@ -119,6 +120,11 @@ class RouterCore:
         self.parents: dict[str, dict[str, Any]] = {}
         self.children: dict[str, list[Any]] = {}  # child id -> [parent, venue, leaves]
         self.counters: dict[str, int] = {}
+        # symbol ("" = all) -> seq of risk's latest CancelAll. An approval decided
+        # before it (intent_seq below it) is void: risk answered the intent before the
+        # kill switch, breaker or dead man's switch fired, but the approval reached
+        # the stream after, and must not become an order.
+        self.halts: dict[str, int] = {}
 
     def state(self) -> dict[str, Any]:
         return {
@@ -132,6 +138,7 @@ class RouterCore:
             },
             "children": {k: list(self.children[k]) for k in sorted(self.children)},
             "counters": dict(sorted(self.counters.items())),
+            "halts": dict(sorted(self.halts.items())),
         }
 
     def load_state(self, state: object) -> None:
@@ -147,6 +154,7 @@ class RouterCore:
         }
         self.children = {k: [v[0], v[1], int(v[2])] for k, v in s["children"].items()}
         self.counters = {k: int(v) for k, v in s["counters"].items()}
+        self.halts = {k: int(v) for k, v in s.get("halts", {}).items()}
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -232,7 +240,12 @@ class RouterCore:
         elif t is E.Clock:
             self._release_due(out)
         elif t is E.RiskApproved:
-            self._route(body, out)  # type: ignore[arg-type]
+            halt = max(self.halts.get("", 0), self.halts.get(body.symbol, 0))  # type: ignore[union-attr]
+            if body.intent_seq < halt:  # type: ignore[union-attr]
+                self._count("stale_approval")
+                out.append(E.OrderRejected(ROUTER_VENUE, body.order_id, body.symbol, R_STALE))  # type: ignore[union-attr]
+            else:
+                self._route(body, out)  # type: ignore[arg-type]
         elif t is E.OrderFill:
             ch = self.children.get(body.child_id)  # type: ignore[union-attr]
             if ch is not None:
@@ -246,6 +259,8 @@ class RouterCore:
             if body.order_id in self.parents:  # type: ignore[union-attr]
                 self._cancel_parent(body.order_id, out)  # type: ignore[union-attr]
         elif t is E.CancelAll:
+            if body.origin == "risk":  # type: ignore[union-attr]
+                self.halts[body.symbol] = ev.seq  # type: ignore[union-attr]
             for pid in sorted(self.parents):
                 if not body.symbol or self.parents[pid]["symbol"] == body.symbol:  # type: ignore[union-attr]
                     self._cancel_parent(pid, out)

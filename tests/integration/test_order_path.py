@@ -92,12 +92,17 @@ def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh):
     wait_for(lambda: len(of_type(mesh.events()[start:], E.RiskRejected)) >= 20, 120, "intents rejected after the restart")
     evs = mesh.events()
     after = [e for e in evs if e.seq > kill_seq]
-    assert not of_type(after, E.RiskApproved), "an order was approved after the kill switch"
-    rejects = of_type(after, E.RiskRejected)
+    # Risk may still answer an intent that reached it before the kill (its approval lands
+    # after the kill in the log); no intent sequenced after the kill is approved.
+    late = [a for a in of_type(after, E.RiskApproved) if a.body.intent_seq > kill_seq]
+    assert not late, "an intent that came after the kill switch was approved"
+    rejects = [r for r in of_type(after, E.RiskRejected) if r.body.intent_seq > kill_seq]
     assert rejects and all(r.body.reason == "kill_switch" for r in rejects)
-    assert any(isinstance(e.body, E.CancelAll) and e.source == "risk" for e in after)
-    # No new child order reaches a venue after the kill.
-    assert not [e for e in of_type(after, E.ChildOrder) if e.body.parent_id not in {a.body.order_id for a in of_type(evs, E.RiskApproved)}]
+    halt = next(e.seq for e in after if isinstance(e.body, E.CancelAll) and e.source == "risk")
+    # Nothing reaches a venue after risk's CancelAll: a late approval is void at the router, and
+    # a child order the router made before it but that lands after it is refused by execution.
+    late_children = {e.body.child_id for e in of_type(evs, E.ChildOrder) if e.seq > halt}
+    assert not [e for e in of_type(evs, E.OrderAck) if e.body.child_id in late_children], "an order reached a venue after the kill"
 
     operator(mesh, "reset-kill")
     reset_seq = wait_for(

@@ -294,8 +294,16 @@ class FakeBinance:
                             self._advance()
                             lost += 1
                         msg = b"DROP"
+                    elif self.drop_at is not None and self.pos >= self.drop_at:
+                        # Hold the stream at the drop point until the client has asked for
+                        # the snapshots the scenario needs: a slow client must see the same
+                        # drop as a fast one.
+                        msg = b"WAIT"
                     else:
                         msg = self._advance()
+                if msg == b"WAIT":
+                    closed.wait(0.01)
+                    continue
                 if msg == b"DROP":
                     conn.shutdown(socket.SHUT_RDWR)
                     conn.close()

@@ -75,3 +75,16 @@ def test_reconciliation_replays_identically():
         outs += core.apply(s.ev(E.Clock(s.seq), dt_ms=100))
         runs.append(([o.body for o in outs], state_hash(core.state())))
     assert runs[0] == runs[1]
+
+
+def test_a_child_order_made_before_risks_cancel_all_is_refused_after_it():
+    core, s = core_with_book()
+    s.ev(E.Clock(0))  # the approval the router answered (seq 2)
+    core.apply(s.ev(E.CancelAll("risk", "", "kill_switch:operator")))
+    child = E.ChildOrder("o1", "o1.1", "sim-a", "BTCUSDT", E.BUY, 5_000_000, 1000, E.GTC, True, "best_venue")
+    s.seq += 1
+    s.t += 10 * MS
+    ev = E.Sequenced(E.CODEC_VERSION, s.seq, 1, s.seq, "router", 1, "router:1:2:0", s.t, s.t, child)
+    outs = core.apply(ev)
+    assert [(b.child_id, b.reason) for b in bodies(outs, E.OrderRejected)] == [("o1.1", "stale_after_risk_cancel_all")]
+    assert core.venues["sim-a"].open_orders() == [] and core.venues["sim-a"].in_flight() == 0

@@ -301,3 +301,18 @@ def test_config_refuses_bad_values() -> None:
         RouterConfig(default_algo="fastest")
     with pytest.raises(ValueError, match="reserved"):
         RouterConfig(venues=(VenueConfig("router"),))
+
+
+def test_an_approval_decided_before_risks_cancel_all_is_void() -> None:
+    """Risk approved an intent, then fired (kill switch) before the approval reached the stream."""
+    r = ready()
+    intent_seq = r.seq + 1
+    r.send(E.OrderIntent("strategy", BTC, "o1", E.BUY, ASKS[0][0], 1000))
+    r.send(E.CancelAll("risk", "", "kill_switch:operator"))
+    out = r.send(E.RiskApproved("o1", BTC, E.BUY, ASKS[0][0], 1000, E.GTC, False, intent_seq))
+    assert split(out) == []
+    assert [(b.child_id, b.reason) for b in out if isinstance(b, E.OrderRejected)] == [("o1", "stale_approval")]
+    # The approval of an intent that came after the CancelAll routes as usual.
+    later = r.seq + 1
+    r.send(E.OrderIntent("strategy", BTC, "o2", E.BUY, ASKS[0][0], 1000))
+    assert split(r.send(E.RiskApproved("o2", BTC, E.BUY, ASKS[0][0], 1000, E.GTC, False, later)))
