@@ -18,6 +18,7 @@ what was read, accepted, dropped and rejected, by reason.
 
 from __future__ import annotations
 
+import abc
 import collections
 import dataclasses
 from collections.abc import Iterator
@@ -35,15 +36,17 @@ from services.feed.sources import SyntheticSource, limit
 _LOG_INPUTS = (*events.MARKET_DATA, events.GapDeclared)
 
 
-class Input:
+class Input(abc.ABC):
     name = "input"
     total: int | None = None  # events expected, when known (progress bar)
 
+    @abc.abstractmethod
     def items(self) -> Iterator[Item]:
-        raise NotImplementedError
+        """Normalized (event_ns, body) items, in order."""
 
+    @abc.abstractmethod
     def accounting(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Lines read, events accepted, dropped and rejected by reason."""
 
     def describe(self) -> str:
         return self.name
