@@ -448,19 +448,7 @@ def microprice(book, levels):
     """Weighted microprice in pipettes (levels=1: top of book), rounded
     down; NO_PRICE if the book is not valid. Equal (zero) volumes -> mid
     rounded down."""
-    if book_valid(book) == 0:
-        return NO_PRICE
-    cap = (book.shape[0] - 1) // 2
-    bb = book[1, BK_PX]
-    ba = book[1 + cap, BK_PX]
-    bv, av = weighted_vols(book, levels)
-    if bv > I64_SAT - av:
-        bv = bv >> 1
-        av = av >> 1
-    total = bv + av
-    if total <= 0:
-        return bb + (ba - bb) // 2
-    return bb + _frac(bv, ba - bb, total)
+    return fair_and_imbalance(book, levels)[0]
 
 
 @njit(cache=True)

@@ -16,11 +16,12 @@ import time
 import pytest
 
 from common.config import FeedConfig
-from common.events import BookDelta, BookSnapshot, GapDeclared, Trade, unpack_levels
+from common.events import GapDeclared, Trade
 from services.feed.binance import Normalizer
 from services.feed.live import Backoff, LiveSource, stream_url
 from services.feed.replay import replay_items
 from tests.shared_data import BINANCE_SPOT
+from tests.support.books import EventBook as Book
 from tests.support.ws_server import FakeBinance, load_capture
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,30 +34,6 @@ def capture():
     if not CAPTURE.exists():
         pytest.skip(f"real Binance capture {CAPTURE} is absent (shared/data not mounted)")
     return load_capture(CAPTURE)
-
-
-class Book:
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self.last_id = -1
-
-    def on(self, body: object) -> None:
-        if isinstance(body, BookSnapshot):
-            self.bids = dict(map(tuple, unpack_levels(body.bids).tolist()))
-            self.asks = dict(map(tuple, unpack_levels(body.asks).tolist()))
-            self.last_id = body.update_id
-        elif isinstance(body, BookDelta):
-            assert body.first_id <= self.last_id + 1 <= body.last_id
-            for side, buf in ((self.bids, body.bids), (self.asks, body.asks)):
-                for p, q in unpack_levels(buf).tolist():
-                    if q:
-                        side[p] = q
-                    else:
-                        side.pop(p, None)
-            self.last_id = body.last_id
-        elif isinstance(body, GapDeclared):
-            self.bids, self.asks, self.last_id = {}, {}, -1
 
 
 def _final_u(messages: list[bytes]) -> int:
