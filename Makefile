@@ -25,4 +25,5 @@ bench:
 	$(PY) -m benchmarks.mesh --json bench-mesh.json
 
 lint:
+	$(PY) -m pip install -q -e '.[lint]'
 	$(PY) -m ruff check common services tests benchmarks
