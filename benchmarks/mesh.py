@@ -31,21 +31,11 @@ from pathlib import Path
 
 import zmq
 
+from benchmarks._stats import percentiles_us
 from common import config, eventlog, events
 from common.rpc import RpcClient
 
 TRADE = events.Trade("BTCUSDT", 1, 6183763, 2000000, False)
-
-
-def _percentiles(values: list[int]) -> dict[str, float]:
-    values = sorted(values)
-    if not values:
-        return {"p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0}
-
-    def pct(q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))] / 1000
-
-    return {"p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99), "max_us": values[-1] / 1000}
 
 
 # ---------------------------------------------------------------- roles (child processes)
@@ -246,7 +236,7 @@ def mesh_latency(tmp: Path, rate: int, seconds: float) -> dict[str, float]:
         sub.close(linger=0)
         # Drop the first 5% (connection set-up, JIT-free but cache-cold).
         steady = lat[len(lat) // 20 :]
-        return {"rate": rate, "events": len(lat), **_percentiles(steady)}
+        return {"rate": rate, "events": len(lat), **percentiles_us(steady)}
     finally:
         mesh.close()
 

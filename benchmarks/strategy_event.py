@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._stats import percentiles_us
 from common import config, events
 from common.units import BUILTIN
 from services.feed.binance import Normalizer
@@ -65,19 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(ev.body, (events.BookDelta, events.BookSnapshot, events.Trade)):
             per.append(t1 - t0)
         intents += len(outs)
-    per.sort()
-
-    def pct(q: float) -> float:
-        return per[min(len(per) - 1, int(q * len(per)))] / 1000
-
-    res = {
-        "events": len(per),
-        "intents": intents,
-        "p50_us": pct(0.5),
-        "p90_us": pct(0.9),
-        "p99_us": pct(0.99),
-        "mean_us": sum(per) / len(per) / 1000,
-    }
+    res = {"events": len(per), "intents": intents, **percentiles_us(per)}
     print(
         f"strategy event end to end (decode + apply + encode outputs) on {res['events']} real events, "
         f"{intents} outputs: p50 {res['p50_us']:.1f} us, p90 {res['p90_us']:.1f} us, p99 {res['p99_us']:.1f} us, "

@@ -340,6 +340,11 @@ class SequencedHead(msgspec.Struct, array_like=True, frozen=True):
     source_seq: int
 
 
+def head_of(ev: Sequenced) -> SequencedHead:
+    """The head of an already-decoded event (what producers confirm from)."""
+    return SequencedHead(ev.v, ev.seq, ev.epoch, ev.lamport, ev.source, ev.source_seq)
+
+
 _enc = msgspec.msgpack.Encoder()
 _ingest_dec = msgspec.msgpack.Decoder(Ingest)
 _seq_dec = msgspec.msgpack.Decoder(Sequenced)

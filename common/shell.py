@@ -101,7 +101,6 @@ class CoreService:
         self.hash_every = hash_every
         self.snapshot_every = snapshot_every
         self.heartbeat_ns = heartbeat_ms * 1_000_000
-        self.emit = emit
         # Which stage of the pipeline this core's own compute is (dashboard latency table).
         self.compute_stage, self.compute_types = COMPUTE_STAGES.get(self.name, (None, ()))
         self.state = "starting"
@@ -137,7 +136,7 @@ class CoreService:
         t0 = time.perf_counter_ns()
         ev = events.decode_sequenced(raw)
         if self.producer is not None:
-            self.producer.observe(events.SequencedHead(ev.v, ev.seq, ev.epoch, ev.lamport, ev.source, ev.source_seq), ev.body)
+            self.producer.observe(events.head_of(ev), ev.body)
         if ev.source == self.name and self.state == "recovering":
             self._seen_keys.add(ev.key)
         t1 = time.perf_counter_ns()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import zmq
 
@@ -151,21 +150,6 @@ class StreamFollower:
         if head >= self.expected:
             if self._fill_gap(head, out):
                 self._release_pending(out)
-
-    def catch_up(self, deadline_s: float, until: Callable[[], bool] | None = None) -> list[tuple[int, bytes]]:
-        """Repair up to the sequencer's current head (used at start-up)."""
-        out: list[tuple[int, bytes]] = []
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            reply = self._head_rpc.call("hello", "", timeout_ms=self.timeout_ms)
-            if reply is not None:
-                head = int(reply[1])
-                if head < self.expected or self._fill_gap(head, out):
-                    self._release_pending(out)
-                    return out
-            if until is not None and until():
-                break
-        return out
 
     def close(self) -> None:
         self.sock.close(linger=0)

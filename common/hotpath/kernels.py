@@ -460,29 +460,33 @@ def fair_and_imbalance(book, levels):
     cap = (book.shape[0] - 1) // 2
     bb = book[1, BK_PX]
     ba = book[1 + cap, BK_PX]
-    bv, av = weighted_vols(book, levels)
-    if bv > I64_SAT - av:
-        bv = bv >> 1
-        av = av >> 1
-    total = bv + av
+    bv, av, total = _sat_vols(book, levels)
     if total <= 0:
         return bb + (ba - bb) // 2, 0
-    fair = bb + _frac(bv, ba - bb, total)
-    if bv >= av:
-        return fair, _frac(bv - av, BPS_ONE, total)
-    return fair, -_frac(av - bv, BPS_ONE, total)
+    return bb + _frac(bv, ba - bb, total), _imbalance(bv, av, total)
 
 
 @njit(cache=True)
 def imbalance_bps(book, levels):
     """(B - A) * 10_000 / (B + A) of the weighted volumes, toward zero."""
+    bv, av, total = _sat_vols(book, levels)
+    if total <= 0:
+        return 0
+    return _imbalance(bv, av, total)
+
+
+@njit(cache=True)
+def _sat_vols(book, levels):
+    """Weighted volumes halved together when their sum would leave int64."""
     bv, av = weighted_vols(book, levels)
     if bv > I64_SAT - av:
         bv = bv >> 1
         av = av >> 1
-    total = bv + av
-    if total <= 0:
-        return 0
+    return bv, av, bv + av
+
+
+@njit(cache=True)
+def _imbalance(bv, av, total):
     if bv >= av:
         return _frac(bv - av, BPS_ONE, total)
     return -_frac(av - bv, BPS_ONE, total)

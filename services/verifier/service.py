@@ -99,7 +99,7 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
         while not stop:
             for _seq, raw in follower.poll(50):
                 ev = events.decode_sequenced(raw)
-                producer.observe(events.SequencedHead(ev.v, ev.seq, ev.epoch, ev.lamport, ev.source, ev.source_seq), ev.body)
+                producer.observe(events.head_of(ev), ev.body)
                 d = rep.apply(ev)
                 if d is not None:
                     log.error(
