@@ -5,7 +5,11 @@ stream has not yet confirmed. Seeing its own event come back sequenced
 confirms it and everything before it (the sequencer accepts a source's
 events only in order). Whatever stays unconfirmed past `ingest.resend_ms`, or
 when a new sequencer epoch appears, is sent again; the sequencer drops what
-it already has. A restarted PULL side loses what was in flight, so this loop,
+it already has. Before a timeout resend the producer asks the sequencer
+directly (`hello`) what it has accepted: a SUB socket can miss the
+confirmation (it joins the PUB asynchronously, and a dropped duplicate is
+never republished), and a quiet producer would otherwise wait forever for an
+echo that already went by. A restarted PULL side loses what was in flight, so this loop,
 not the socket, is what makes ingest lossless.
 
 On start the producer asks the sequencer for the last source seq it accepted
@@ -63,7 +67,8 @@ class Producer:
         # from this one's (one SUB socket per process is enough).
         self.observers: list[Producer] = []
         self._progress_ns = time.monotonic_ns()  # last time confirmations advanced
-        self.counters = {"sent": 0, "resent": 0, "confirmed": 0}
+        self.counters = {"sent": 0, "resent": 0, "confirmed": 0, "confirmed_by_ask": 0}
+        self._rpc: RpcClient | None = None
 
     def _hello(self, deadline_s: float) -> tuple[int, int, int]:
         rpc = RpcClient(self.ctx, self.cfg, "sequencer_ctl")
@@ -181,7 +186,19 @@ class Producer:
         if not self._unconfirmed:
             self._progress_ns = time.monotonic_ns()
         elif time.monotonic_ns() - self._progress_ns > self.resend_ns:
-            self.resend_all("confirmation timeout")
+            self._confirm_from_sequencer()
+            if self._unconfirmed:
+                self.resend_all("confirmation timeout")
+            else:
+                self._progress_ns = time.monotonic_ns()
+
+    def _confirm_from_sequencer(self) -> None:
+        if self._rpc is None:
+            self._rpc = RpcClient(self.ctx, self.cfg, "sequencer_ctl")
+        reply = self._rpc.call("hello", self.source, timeout_ms=self.cfg.ingest.hello_timeout_ms)
+        if reply is not None:
+            self.counters["confirmed_by_ask"] += max(0, min(int(reply[0]), self.seq) - self.confirmed)
+            self._confirm(min(int(reply[0]), self.seq))
 
     def flush(self, timeout_s: float) -> bool:
         end = time.monotonic() + timeout_s
@@ -191,6 +208,8 @@ class Producer:
 
     def close(self) -> None:
         self._send_held()
+        if self._rpc is not None:
+            self._rpc.close()
         self.push.close()
         if self.sub is not None:
             self.sub.close(linger=0)

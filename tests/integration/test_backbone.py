@@ -154,3 +154,27 @@ def test_tail_shows_live_events(mesh_factory):
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 5
     assert time.monotonic() - start < 30
+
+
+def test_a_producer_that_never_sees_its_echo_is_confirmed_by_asking(mesh_factory):
+    """A SUB socket joins asynchronously, so a quiet producer (an operator command) can miss the
+    echo of its only event; the sequencer drops the resend as a duplicate and never republishes it.
+    The producer must then learn from the sequencer itself that the event landed, and not resend forever."""
+    from common.producer import Producer
+
+    mesh = mesh_factory(["sequencer", "logger"], {"logger": {"fsync": "none"}, "ingest": {"resend_ms": 100}})
+    ctx = zmq.Context()
+    p = Producer(mesh.cfg, "deaf", "ctl", ctx=ctx, own_sub=False, hello_deadline_s=20)
+    try:
+        for i in range(3):
+            p.send(events.Clock(i), time.time_ns(), f"deaf:{i}")
+        assert p.flush(15), "confirmation never arrived"
+        assert p.counters["confirmed_by_ask"] == 3
+        wait_for(lambda: mesh.count_source("deaf") == 3, 30, "the three events logged")
+        # Asking again changes nothing and sends nothing twice.
+        for _ in range(5):
+            p.pump(timeout_ms=50)
+        assert mesh.count_source("deaf") == 3
+    finally:
+        p.close()
+        ctx.term()
