@@ -156,6 +156,10 @@ class ExecutionConfig:
     binance_rest_url: str = "https://api.binance.com"
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_key_file: str = ""  # else $BINANCE_API_KEY / $BINANCE_API_SECRET
+    binance_recv_window_ms: int = field(default=5000, metadata=_range(1, 60000))
+    # A child order sequenced while execution was down is sent on recovery only
+    # if it is at most this old (sequencer clock); older ones are rejected as stale.
+    late_submit_ms: int = field(default=2000, metadata=_range(0))
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,21 @@ class Correction(_Body, tag=54):
     detail: str
 
 
+class VenueSnapshot(_Body, tag=46):
+    """What a live venue says it holds, read by the execution shell at reconcile
+    time and sequenced (source = the venue), so the comparison with the log is
+    made by the core and replays identically. `orders` rows are
+    (client_order_id, symbol, side, price, qty, filled); `balances` are free +
+    locked per asset in 10**-8 units. `ok` is False (and `detail` says why)
+    when the venue could not be read; such a snapshot reconciles nothing."""
+
+    venue: str
+    orders: list[tuple[str, str, int, int, int, int]]
+    balances: dict[str, int]
+    ok: bool
+    detail: str
+
+
 class OperatorCommand(_Body, tag=52):
     command: str  # kill / reset-kill / reset-breaker / ...
     arg: str
@@ -292,6 +307,7 @@ Body = Union[
     OrderRejected,
     OrderExpired,
     CancelRejected,
+    VenueSnapshot,
     StateHash,
     Heartbeat,
     OperatorCommand,

@@ -113,6 +113,8 @@ class CoreService:
             log.info("%s: loaded snapshot at seq %d", self.name, self.last_applied)
         self.follower = StreamFollower(self.ctx, cfg, self.last_applied + 1)
         self.producer = Producer(cfg, self.name, "ctl", ctx=self.ctx, own_sub=False) if emit else None
+        # Further producers of this process (execution's live venue), fed confirmations from this stream.
+        self.extra_producers: list[Producer] = []
         self.recover_until = self._head()
         self.state = "recovering" if self.recover_until > self.last_applied else "live"
         self._held: list[Output] = []
@@ -136,7 +138,10 @@ class CoreService:
         t0 = time.perf_counter_ns()
         ev = events.decode_sequenced(raw)
         if self.producer is not None:
-            self.producer.observe(events.head_of(ev), ev.body)
+            head = events.head_of(ev)
+            self.producer.observe(head, ev.body)
+            for p in self.extra_producers:
+                p.observe(head, ev.body)
         if ev.source == self.name and self.state == "recovering":
             self._seen_keys.add(ev.key)
         t1 = time.perf_counter_ns()
@@ -207,7 +212,10 @@ class CoreService:
                     self.on_event(seq, raw)
                 if self.producer is not None:
                     self.producer.pump()
+                for p in self.extra_producers:
+                    p.pump()
                 if self.state == "live":
+                    self.on_idle()
                     self.heartbeat()
         except FellBehind as exc:
             log.error("%s fell behind, exiting for a restart into catch-up: %s", self.name, exc)
@@ -216,13 +224,16 @@ class CoreService:
             self.close()
         return runtime.EXIT_OK
 
+    def on_idle(self) -> None:
+        """Called on every turn of the live loop (about every 50 ms when idle); shells with I/O override it."""
+
     def close(self) -> None:
         self.state = "stopping"
         if self.last_applied:
             self.snapshots.save(self.last_applied, self.core.state())
-        if self.producer is not None:
-            self.producer.flush(2.0)
-            self.producer.close()
+        for p in [*self.extra_producers, *([self.producer] if self.producer is not None else [])]:
+            p.flush(2.0)
+            p.close()
         self.follower.close()
 
 
@@ -232,12 +243,13 @@ def serve(
     build: Callable[[MeshConfig, argparse.Namespace], tuple[Core, int, int]],
     argv: list[str] | None = None,
     add_args: Callable[[argparse.ArgumentParser], None] | None = None,
+    make_shell: Callable[..., CoreService] | None = None,
 ) -> int:
     """The whole `main()` of a core-driven service.
 
     `build(cfg, args)` returns (core, hash_every, snapshot_every); a config
-    problem it raises (ConfigError, KeyError, ValueError) becomes a clear
-    error line and EXIT_CONFIG.
+    problem it (or the shell's constructor) raises (ConfigError, KeyError,
+    ValueError) becomes a clear error line and EXIT_CONFIG.
     """
     parser = runtime.base_parser(prog, description)
     if add_args is not None:
@@ -250,9 +262,11 @@ def serve(
         return runtime.EXIT_CONFIG
     try:
         core, hash_every, snapshot_every = build(cfg, args)
+        shell = (make_shell or CoreService)(
+            cfg, core, zmq.Context.instance(), hash_every=hash_every, snapshot_every=snapshot_every
+        )
     except (ConfigError, KeyError, ValueError) as exc:
         log.error("config error: %s", exc)
         return runtime.EXIT_CONFIG
     stop = runtime.Shutdown().install()
-    shell = CoreService(cfg, core, zmq.Context.instance(), hash_every=hash_every, snapshot_every=snapshot_every)
     return shell.run(stop)

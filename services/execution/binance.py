@@ -791,6 +791,29 @@ class BinanceAdapter:
         out.append(CancelFailed(self.cfg.venue, child_id, symbol, r.code, r.reason))
         return out
 
+    def cancel_foreign(self, cid: str, symbol: str) -> tuple[bool, str]:
+        """Cancel an order this engine did not place, by its client order id: (done, reason)."""
+        try:
+            r = self._request("DELETE", "/api/v3/order", {"symbol": symbol, "origClientOrderId": cid})
+        except Exception as exc:  # noqa: BLE001
+            self._count("internal_errors")
+            return False, f"INTERNAL:{type(exc).__name__}"
+        if r.kind == "ok":
+            self._count("foreign_cancels")
+            return True, "OK"
+        self._count("cancel_failures")
+        return False, r.reason
+
+    def restore(self, child_id: str, symbol: str, side: int, qty: int, *, acked: bool, venue_order_id: str,
+                filled: int, trade_ids: list[str]) -> None:
+        """Seed the dedup gate with what the log already holds for an order (after a restart),
+        so a re-query reports only what is new."""
+        tr = self._track(self.cid_for(child_id), child_id, symbol, side, qty)
+        tr.acked = tr.acked or acked
+        tr.venue_order_id = tr.venue_order_id or venue_order_id
+        tr.filled = max(tr.filled, filled)
+        tr.trades.update(trade_ids)
+
     def _adopt(self, cid: str, child_id: str, spec: SymbolSpec, data: Mapping[str, Any]) -> _Track:
         side = BUY if data.get("side") == "BUY" else SELL
         return self._track(cid, child_id, spec.symbol, side, spec.qty(data.get("origQty", "0")))

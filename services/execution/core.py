@@ -21,6 +21,10 @@ not hold is reported; a base balance that differs from the
 account's position is reported. OperatorCommand "sim-inject"
 (arg "venue:symbol:BUY|SELL:price:qty:child_id") places an order directly at
 a simulated venue, as someone trading on the same account by hand would.
+
+A live venue (`execution.venue = "binance"`: the router venue of that name)
+is not simulated here; livevenue.py holds its pure half: the core queues
+actions for the shell and applies the venue's sequenced reports as facts.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from common.core import Output, cause_seq, output_key
 from common.router_config import RouterConfig
 from common.units import SymbolTable
 from common.venues import venue_market
+from services.execution.livevenue import LiveVenue
 from services.execution.orders import OrderBook
 from services.execution.simexchange import SimExchange
 
@@ -46,14 +51,20 @@ class ExecutionCore:
     def __init__(self, cfg: ExecutionConfig, router: RouterConfig, symbols: SymbolTable) -> None:
         self.symbols = symbols
         self.venue_cfg = {v.name: v for v in router.venues}
+        live_name = "" if cfg.venue == "sim" else cfg.venue
+        if live_name and live_name not in self.venue_cfg:
+            raise ValueError(f"execution.venue = {live_name!r} needs a router venue named {live_name!r} "
+                             f"(router venues: {sorted(self.venue_cfg)})")
         self.venues = {
             v.name: SimExchange(
                 v.name, symbols, cfg.maker_fee_bps, v.fee_bps, cfg.order_latency_ms * MS, cfg.feed_latency_ms * MS
             )
             for v in router.venues
+            if v.name != live_name
         }
         self.orders = OrderBook()
         self.account = Account()
+        self.live = LiveVenue(live_name, symbols, self.orders, self.account) if live_name else None
         self.counters = {"children": 0, "reports": 0, "unknown_venue": 0, "cancel_all": 0, "stale": 0}
         # symbol ("" = all) -> seq of risk's latest CancelAll: a child order the router
         # made from an approval sequenced before it is refused (it can reach us after
@@ -65,6 +76,8 @@ class ExecutionCore:
         # Venue time is the sequencer's clock: the same for market data, orders
         # and cancels, and in the log, so a replay fills exactly the same way.
         now = ev.recv_ns
+        if self.live is not None:
+            self.live.clock_ns = now
         reports: list[tuple[events._Body, int]] = []
         if isinstance(b, MARKET):
             if b.symbol in self.symbols:
@@ -73,12 +86,22 @@ class ExecutionCore:
                     vb = venue_market(b, self.venue_cfg[name], spec)
                     if vb is not None:
                         reports += sim.on_market(vb, now)
+        elif self.live is not None and ev.source == self.live.name:
+            # A fact from the live venue (its reports and snapshots come only from its own producer).
+            if isinstance(b, (*REPORTS, events.CancelRejected)) and b.venue == self.live.name:
+                self.live.on_report(b, now)
+            elif isinstance(b, events.VenueSnapshot) and b.venue == self.live.name:
+                sim_base = self._sim_base()
+                reports += [(body, now) for body in self.live.on_snapshot(b, self.name, sim_base)]
         elif isinstance(b, events.ChildOrder):
             sim = self.venues.get(b.venue)
             halt = max(self.halts.get("", 0), self.halts.get(b.symbol, 0))
             if halt and cause_seq(ev.key) < halt:
                 self.counters["stale"] += 1
                 reports.append((events.OrderRejected(b.venue, b.child_id, b.symbol, "stale_after_risk_cancel_all"), now))
+            elif self.live is not None and b.venue == self.live.name:
+                self.counters["children"] += 1
+                self.live.submit(b, now)
             elif sim is None:
                 self.counters["unknown_venue"] += 1
                 reports.append((events.OrderRejected(b.venue, b.child_id, b.symbol, "unknown_venue"), now))
@@ -90,9 +113,13 @@ class ExecutionCore:
             sim = self.venues.get(b.venue)
             if sim is not None:
                 reports += sim.on_cancel(b, now)
+            elif self.live is not None and b.venue == self.live.name:
+                self.live.cancel(b.child_id, b.symbol)
         elif isinstance(b, events.OperatorCommand) and b.command in ("reconcile", "sim-inject"):
             bodies = self._reconcile(now) if b.command == "reconcile" else self._inject(b.arg, now)
             reports += [(body, now) for body in bodies]
+            if self.live is not None and b.command == "reconcile":
+                self.live.request_snapshot()
         elif isinstance(b, events.CancelAll):
             self.counters["cancel_all"] += 1
             if b.origin == "risk":
@@ -101,11 +128,14 @@ class ExecutionCore:
                 sim = self.venues.get(o.venue)
                 if sim is not None:
                     reports += sim.on_cancel(events.ChildCancel(o.child_id, o.venue, o.symbol), now)
+            if self.live is not None:
+                self.live.cancel_all(b.symbol)
         for sim in self.venues.values():
             reports += sim.advance(now)
         out = []
         for i, (body, t) in enumerate(reports):
-            self.orders.on_report(body, t)
+            if isinstance(body, REPORTS):  # a Correction is not a report on any order
+                self.orders.on_report(body, t)
             if isinstance(body, events.OrderFill):
                 self.account.on_fill(body)
             out.append(Output(body, output_key(self.name, ev, i), t))
@@ -145,10 +175,11 @@ class ExecutionCore:
                 if o.venue == name and cid not in held and o.state != "New":
                     out.append(events.Correction(self.name, "missing_at_venue", name, o.symbol, cid,
                                                  f"engine had {o.leaves} open; the venue does not hold it"))
-        base: dict[str, int] = {}
-        for sim in self.venues.values():
-            for sym, bal in sim.balances().items():
-                base[sym] = base.get(sym, 0) + bal["base"]
+        if self.live is not None:
+            # The account also holds the live venue's fills; its VenueSnapshot reconciles balances.
+            self.counters["reconciles"] = self.counters.get("reconciles", 0) + 1
+            return out
+        base = self._sim_base()
         for sym in sorted(set(base) | set(self.account.positions)):
             mine = self.account.positions[sym].position if sym in self.account.positions else 0
             if base.get(sym, 0) != mine:
@@ -157,8 +188,24 @@ class ExecutionCore:
         self.counters["reconciles"] = self.counters.get("reconciles", 0) + 1
         return out
 
+    def _sim_base(self) -> dict[str, int]:
+        base: dict[str, int] = {}
+        for sim in self.venues.values():
+            for sym, bal in sim.balances().items():
+                base[sym] = base.get(sym, 0) + bal["base"]
+        return base
+
+    def take_actions(self) -> list[tuple]:
+        """What the live venue should be asked to do because of the events applied so far (the shell's)."""
+        if self.live is None or not self.live.actions:
+            return []
+        out, self.live.actions = self.live.actions, []
+        return out
+
     def state(self) -> object:
+        extra = {} if self.live is None else {"live": self.live.state()}
         return {
+            **extra,
             "venues": {n: s.state() for n, s in sorted(self.venues.items())},
             "orders": self.orders.state(),
             "account": self.account.state(),
@@ -175,3 +222,5 @@ class ExecutionCore:
         self.account.load_state(state["account"])
         self.counters.update(state["counters"])
         self.halts = {k: int(v) for k, v in state.get("halts", {}).items()}
+        if self.live is not None and "live" in state:
+            self.live.load_state(state["live"])

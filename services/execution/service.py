@@ -1,24 +1,34 @@
-"""The execution process: child orders to the (simulated) venues, venue reports back."""
+"""The execution process: child orders to the venues (simulated, or Binance with
+`execution.venue = "binance"`, see live.py), venue reports back."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import zmq
 
 from common import config
-from common.shell import serve
+from common.core import Core
+from common.shell import CoreService, serve
 from common.units import load_symbols
 from services.execution.core import ExecutionCore
+from services.execution.live import LiveExecution
 
 
 def build(cfg: config.MeshConfig, args: argparse.Namespace) -> tuple[ExecutionCore, int, int]:
-    if cfg.execution.venue != "sim":
-        # The Binance adapter (binance.py) is built and tested against a local
-        # server, but is not yet driven by this service: refuse rather than
-        # pretend to trade.
-        raise ValueError("execution.venue = 'binance' is not wired into the service yet; use 'sim'")
     ec = cfg.execution
     return ExecutionCore(ec, cfg.router, load_symbols(cfg.symbols.exchange_info)), ec.hash_every, ec.snapshot_every
 
 
 def main(argv: list[str] | None = None) -> int:
-    return serve("python -m services.execution", "Execution engine: order state machine and simulated venues.", build, argv)
+    return serve(
+        "python -m services.execution",
+        "Execution engine: order state machine, simulated venues and the Binance spot adapter (execution.venue).",
+        build, argv, make_shell=make_shell,
+    )
+
+
+def make_shell(cfg: config.MeshConfig, core: Core, ctx: zmq.Context, **kw: Any) -> CoreService:
+    assert isinstance(core, ExecutionCore)
+    return (LiveExecution if core.live is not None else CoreService)(cfg, core, ctx, **kw)

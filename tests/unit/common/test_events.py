@@ -54,6 +54,10 @@ def _field_strategy(name: str, t: msgspec.inspect.Type) -> st.SearchStrategy:
         return st.booleans()
     if isinstance(t, msgspec.inspect.BytesType):
         return levels  # every bytes field in the catalogue is packed book levels
+    if isinstance(t, msgspec.inspect.ListType):
+        return st.lists(_field_strategy("", t.item_type), max_size=3)
+    if isinstance(t, msgspec.inspect.TupleType):
+        return st.tuples(*(_field_strategy("", x) for x in t.item_types))
     if isinstance(t, msgspec.inspect.DictType):
         return st.dictionaries(
             _field_strategy("", t.key_type), _field_strategy("", t.value_type), max_size=4
@@ -101,8 +105,15 @@ def _plain(raw: bytes) -> list:
     return msgpack.unpackb(raw, raw=False, strict_map_key=True)
 
 
+def _as_plain(v: object) -> object:
+    # msgpack has one array type: a tuple field reads back as a list.
+    if isinstance(v, (list, tuple)):
+        return [_as_plain(x) for x in v]
+    return v
+
+
 def _body_as_list(body: E._Body) -> list:
-    return [_tag(type(body)), *(getattr(body, n) for n in _field_names(type(body)))]
+    return [_tag(type(body)), *(_as_plain(getattr(body, n)) for n in _field_names(type(body)))]
 
 
 def _clock_sequenced(**over: object) -> E.Sequenced:
