@@ -142,6 +142,9 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         assert o2.state == o3.state == "cancelled"
         assert core.account.positions[SYM].position == 100_000
         assert core.orders.counters["illegal"] == 0, core.orders.counters
+        # The adapter, re-seeded from the log after each restart, reports every fact once: strategy and
+        # risk, which read fills from the stream, see no duplicate either.
+        assert core.live.counters["duplicate_reports"] == 0, core.live.counters
         mesh.stop()
         rep = subprocess.run([sys.executable, "-m", "services.verifier", "--config", str(mesh.config_path),
                               "--replay", "--verify", "--json"], capture_output=True, text=True, timeout=300, cwd=REPO)
