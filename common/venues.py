@@ -12,20 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from common import events
+from common.hotpath.venue import venue_levels_into
 from common.router_config import VenueConfig
 from common.units import SymbolSpec
 
 
 def venue_levels(packed: bytes, venue: VenueConfig, spec: SymbolSpec, delta: bool) -> bytes:
-    lv = events.unpack_levels(packed).copy()
-    if not len(lv):
+    flat = events.unpack_levels(packed).reshape(-1)  # validates whole (price, qty) pairs
+    if not len(flat):
         return packed
-    lv[:, 0] += venue.price_offset_ticks * spec.tick
-    lv[:, 1] = lv[:, 1] * venue.size_pct // 100 // spec.step * spec.step
-    keep = lv[:, 0] > 0
-    if not delta:
-        keep &= lv[:, 1] > 0  # a snapshot has no use for empty levels; a delta's 0 means "remove"
-    return np.ascontiguousarray(lv[keep]).tobytes()
+    out = np.empty_like(flat)
+    m = venue_levels_into(flat, out, venue.price_offset_ticks * spec.tick, venue.size_pct, spec.step, delta)
+    return out[:m].tobytes()
 
 
 def venue_market(body: events._Body, venue: VenueConfig, spec: SymbolSpec) -> events._Body | None:

@@ -103,6 +103,8 @@ Report = tuple[events._Body, int]
 
 _body_dec = msgspec.msgpack.Decoder(events.Body)
 
+_MARKET = (events.BookSnapshot, events.BookDelta, events.Trade)
+
 # kinds of in-flight items
 _ORDER, _CANCEL = "order", "cancel"
 
@@ -196,6 +198,7 @@ class SimExchange:
         self._inflight: list[tuple[int, int, str, events._Body]] = []  # heap by (due, no)
         self._resting: dict[str, Resting] = {}
         self._seen: set[str] = set()  # child ids that reached the venue (or were cancelled in flight)
+        self._known_symbols: set[str] = set()
         self.account = Account()
         self.counters: dict[str, int] = {
             "market": 0,
@@ -212,11 +215,33 @@ class SimExchange:
 
     # ------------------------------------------------------------ inputs
     def on_market(self, body: events._Body, event_ns: int) -> list[Report]:
-        if isinstance(body, (events.BookSnapshot, events.BookDelta, events.Trade)) and body.symbol in self.symbols:
-            self._feed.append((event_ns + self.feed_latency_ns, self._no(), body))
+        if isinstance(body, _MARKET) and self._known(body.symbol):  # type: ignore[attr-defined]
+            due = event_ns + self.feed_latency_ns
+            inflight = self._inflight
+            if due == event_ns and not self._feed and not (inflight and inflight[0][0] < due):
+                # Nothing queued goes before it: apply it now, exactly as advance() would
+                # (same number, same time), then whatever arrives at this instant.
+                if event_ns > self.now_ns:
+                    self.now_ns = event_ns
+                self._next_no += 1
+                out: list[Report] = []
+                self._apply_market(body, due, out)
+                if inflight and inflight[0][0] <= event_ns:
+                    out += self.advance(event_ns)
+                return out
+            self._feed.append((due, self._no(), body))
         else:
             self.counters["market_ignored"] += 1
         return self.advance(event_ns)
+
+    def _known(self, symbol: str) -> bool:
+        """`symbol in self.symbols`, remembered (a table only ever gains symbols)."""
+        if symbol in self._known_symbols:
+            return True
+        if symbol in self.symbols:
+            self._known_symbols.add(symbol)
+            return True
+        return False
 
     def on_order(self, child: events.ChildOrder, event_ns: int) -> list[Report]:
         heapq.heappush(self._inflight, (event_ns + self.order_latency_ns, self._no(), _ORDER, child))
@@ -230,8 +255,10 @@ class SimExchange:
         """Process every queued market event and arrival due at or before now_ns."""
         if now_ns > self.now_ns:
             self.now_ns = now_ns
-        out: list[Report] = []
         feed, inflight = self._feed, self._inflight
+        if (not feed or feed[0][0] > now_ns) and (not inflight or inflight[0][0] > now_ns):
+            return []  # nothing due (the common case): no loop
+        out: list[Report] = []
         while True:
             f_due = feed[0][0] if feed and feed[0][0] <= now_ns else None
             p_due = inflight[0][0] if inflight and inflight[0][0] <= now_ns else None
@@ -351,27 +378,30 @@ class SimExchange:
             self._on_trade(body, t, out)
             return
         book = self._book(body.symbol)  # type: ignore[attr-defined]
+        resting = self._resting
+        touched: set[tuple[int, int]] | None = None
         if isinstance(body, events.BookSnapshot):
-            book.bids = {int(p): int(q) for p, q in events.unpack_levels(body.bids) if q > 0}
-            book.asks = {int(p): int(q) for p, q in events.unpack_levels(body.asks) if q > 0}
-            touched = None
+            book.bids = {p: q for p, q in events.unpack_levels(body.bids).tolist() if q > 0}
+            book.asks = {p: q for p, q in events.unpack_levels(body.asks).tolist() if q > 0}
         else:
             assert isinstance(body, events.BookDelta)
-            touched = set()
-            for side, buf in ((BUY, body.bids), (SELL, body.asks)):
-                levels = book.side(side)
-                for p, q in events.unpack_levels(buf):
-                    p, q = int(p), int(q)
+            # The levels this delta touched matter only to resting orders of the queue model.
+            track = bool(resting) and self.fill_model != TOUCH
+            if track:
+                touched = set()
+            for side, buf, levels in ((BUY, body.bids, book.bids), (SELL, body.asks, book.asks)):
+                for p, q in events.unpack_levels(buf).tolist():
                     if q > 0:
                         levels[p] = q
                     else:
                         levels.pop(p, None)
-                    touched.add((side, p))
+                    if track:
+                        touched.add((side, p))  # type: ignore[union-attr]
         symbol = body.symbol  # type: ignore[attr-defined]
         if self.fill_model == TOUCH:
             self._fill_on_touch(book, symbol, t, out)
             return
-        for r in self._resting.values():
+        for r in resting.values():
             if r.symbol != symbol or (touched is not None and (r.side, r.price) not in touched):
                 continue
             level = book.side(r.side).get(r.price, 0)
@@ -454,9 +484,11 @@ class SimExchange:
     def _crossing_levels(self, book: _Book, side: int, limit: int) -> list[int]:
         """Opposite levels this order can take, best first (limit 0 = market)."""
         opp = book.opposite(side)
+        if limit == 0:
+            return sorted(opp, reverse=side != BUY)
         if side == BUY:
-            return sorted(p for p in opp if limit == 0 or p <= limit)
-        return sorted((p for p in opp if limit == 0 or p >= limit), reverse=True)
+            return sorted([p for p in opp if p <= limit])
+        return sorted([p for p in opp if p >= limit], reverse=True)
 
     def _arrive(self, c: events.ChildOrder, t: int, out: list[Report]) -> None:
         self.counters["orders"] += 1

@@ -1,0 +1,37 @@
+"""Simulated-venue hot path: deriving a venue's book levels from the feed's.
+
+Contract (as common.hotpath.kernels): every function is ``@njit(cache=True)``,
+takes only numpy int64 arrays and integers, returns an integer, allocates
+nothing (the caller passes the output array), reads no clock, does no I/O,
+and is valid plain Python (``kernel.py_func``) with the same result. Called
+by ``common.venues`` for router and execution alike, so the live services
+and the backtester derive venue books with this one kernel.
+
+Arithmetic is int64 with numpy's semantics (floor ``//``), exactly what the
+former numpy expression computed, element by element.
+"""
+
+from __future__ import annotations
+
+import numpy as np  # noqa: F401  (kernels take numpy arrays)
+from numba import njit
+
+
+@njit(cache=True)
+def venue_levels_into(flat, out, price_add, size_pct, step, delta):
+    """Flat (price, qty) int64 pairs -> the venue's pairs in `out`; returns the int64 count written.
+
+    Each level's price is shifted by `price_add` pipettes and its qty scaled
+    to `size_pct` percent, floored to whole `step`s. A level whose price is
+    not > 0 is dropped; unless `delta`, a level whose qty is 0 is dropped too
+    (a delta's qty 0 means "remove the level"). `out` holds >= len(flat).
+    """
+    m = 0
+    for i in range(0, flat.shape[0] - 1, 2):
+        px = flat[i] + price_add
+        qty = flat[i + 1] * size_pct // 100 // step * step
+        if px > 0 and (delta or qty > 0):
+            out[m] = px
+            out[m + 1] = qty
+            m += 2
+    return m
