@@ -163,6 +163,13 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class VerifierConfig:
+    # The verifier snapshots every core it replays (seq % snapshot_every == 0 and
+    # on stop), so a restart resumes there instead of replaying from seq 1.
+    snapshot_every: int = field(default=10_000, metadata=_range(1))
+
+
+@dataclass(frozen=True)
 class MeshConfig:
     run: RunConfig = RunConfig()
     endpoints: EndpointsConfig = EndpointsConfig()
@@ -176,6 +183,7 @@ class MeshConfig:
     risk: RiskConfig = RiskConfig()
     router: RouterConfig = RouterConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    verifier: VerifierConfig = VerifierConfig()
     dashboard: DashboardConfig = DashboardConfig()
     base_dir: str = ""  # directory of the config file; set by load()
 

@@ -13,6 +13,7 @@ stream, and it is the stream that is being replayed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from common import events
 from common.config import MeshConfig
@@ -84,6 +85,21 @@ class Replayer:
             for key in sorted(self._ours, key=lambda k: k[1])[:5_000]:
                 del self._ours[key]
         return None
+
+    def state(self) -> dict[str, object]:
+        """Everything a restart needs: each core's state and the hashes still waiting for their publication."""
+        return {
+            "cores": {name: core.state() for name, (core, _every) in sorted(self.cores.items())},
+            "ours": [[name, seq, h] for (name, seq), h in sorted(self._ours.items())],
+            "counts": [self.events, self.last_seq, self.checked, self.unverifiable, self.first_seq],
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        for name, core_state in st["cores"].items():
+            if name in self.cores:
+                self.cores[name][0].load_state(core_state)
+        self._ours = {(str(name), int(seq)): int(h) for name, seq, h in st["ours"]}
+        self.events, self.last_seq, self.checked, self.unverifiable, self.first_seq = (int(x) for x in st["counts"])
 
     def hashes(self) -> dict[str, str]:
         return {name: f"{state_hash(core.state()):016x}" for name, (core, _every) in sorted(self.cores.items())}

@@ -6,8 +6,10 @@
     python -m services.verifier --replay --verify    # also check every hash published in the log
     ... --json                                       # last line: one JSON object
 
-Live, it replays the whole log from seq 1 (via the logger) before following
-the stream, so it can check every hash from the first one. A divergence is
+Live, it starts from its newest good snapshot of every core (its own,
+computed by its own replay, never a service's; every
+`verifier.snapshot_every` seqs and on stop), or else from seq 1, catches up
+from the logger and follows the stream. A divergence is
 reported at once -- an error line naming the service, the seq and both
 hashes, a HashDivergence event in the log, a counter -- and the verifier
 keeps going.
@@ -28,6 +30,7 @@ from common import eventlog, events, runtime
 from common.config import MeshConfig
 from common.core import canonical
 from common.producer import Producer
+from common.shell import SnapshotStore
 from common.stream import FellBehind, StreamFollower
 from services.verifier.core import Replayer, build_cores
 
@@ -91,13 +94,19 @@ def replay(cfg: MeshConfig, path: str, seek: int | None, verify: bool, as_json: 
 def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
     ctx = zmq.Context.instance()
     rep = Replayer(build_cores(cfg))
-    follower = StreamFollower(ctx, cfg, 1)
+    snapshots = SnapshotStore(cfg.run_dir / "snapshots" / "verifier")
+    every = cfg.verifier.snapshot_every
+    snap = snapshots.load_latest()
+    if snap is not None:
+        rep.load_state(snap[1])  # type: ignore[arg-type]
+        log.info("resumed from its snapshot at seq %d", rep.last_seq)
+    follower = StreamFollower(ctx, cfg, rep.last_seq + 1)
     producer = Producer(cfg, "verifier", "ctl", ctx=ctx, own_sub=False)
     next_hb = 0.0
-    log.info("verifying %s from seq 1", ", ".join(sorted(rep.cores)))
+    log.info("verifying %s from seq %d", ", ".join(sorted(rep.cores)), rep.last_seq + 1)
     try:
         while not stop:
-            for _seq, raw in follower.poll(50):
+            for seq, raw in follower.poll(50):
                 ev = events.decode_sequenced(raw)
                 producer.observe(events.head_of(ev), ev.body)
                 d = rep.apply(ev)
@@ -110,6 +119,8 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
                         events.HashDivergence(d.service, d.seq, d.expected, d.published), ev.event_ns,
                         f"verifier:{ev.epoch}:{ev.seq}:0",
                     )
+                if seq % every == 0:
+                    snapshots.save(seq, rep.state())
             producer.pump()
             if time.monotonic() >= next_hb:
                 next_hb = time.monotonic() + 1.0
@@ -120,6 +131,8 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
         log.error("fell behind, exiting for a restart: %s", exc)
         return runtime.EXIT_FELL_BEHIND
     finally:
+        if rep.last_seq:
+            snapshots.save(rep.last_seq, rep.state())
         producer.flush(2.0)
         producer.close()
         follower.close()

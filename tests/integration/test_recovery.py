@@ -38,6 +38,7 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
         "router": {"hash_every": 200, "snapshot_every": 1000},
         "strategy": {"hash_every": 200, "snapshot_every": 1000},
         "execution": {"hash_every": 200, "snapshot_every": 1000},
+        "verifier": {"snapshot_every": 1000},
     })
     try:
         mesh.start()
@@ -54,6 +55,17 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n--- {svc} log tail:\n{mesh.service_log(svc)[-3000:]}") from None
             assert {p: mesh.pid(p) for p in others} == others, f"killing {svc} restarted something else"
+
+        # The verifier resumes from its own snapshot (not seq 1) and goes on checking.
+        def verifier_checked() -> int:
+            hbs = [e.body for e in mesh.events() if isinstance(e.body, E.Heartbeat) and e.body.service == "verifier"]
+            return int(hbs[-1].counters.get("checked", 0)) if hbs else 0
+
+        wait_for(lambda: verifier_checked() > 0, 60, "the verifier checking hashes")
+        mesh.kill9("verifier")
+        wait_for(lambda: "resumed from its snapshot at seq" in mesh.service_log("verifier"), 60, "verifier resumed")
+        checked = verifier_checked()
+        wait_for(lambda: verifier_checked() > checked + 4, 120, "the restarted verifier checking more hashes")
 
         evs = mesh.events()
         report = mesh.check()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from common import config
 from common import events as E
 from common.core import state_hash
@@ -114,3 +116,21 @@ def test_the_real_cores_replay_identically_from_the_same_events():
         two.apply(ev)
     assert one.hashes() == two.hashes()
     assert set(one.hashes()) == {"strategy", "risk", "router", "execution"}
+
+
+def test_a_verifier_resumed_from_its_snapshot_checks_on_as_if_never_stopped():
+    log = live_run(CountingCore(), 200)
+    whole = Replayer({"counter": (CountingCore(), N)})
+    for ev in log:
+        whole.apply(ev)
+    first = Replayer({"counter": (CountingCore(), N)})
+    for ev in log[:105]:  # stop between a hash point (100) and its publication
+        first.apply(ev)
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(first.state()))  # as the SnapshotStore stores it
+    resumed = Replayer({"counter": (CountingCore(), N)})
+    resumed.load_state(snap)
+    assert resumed.last_seq == 105
+    for ev in log[105:]:
+        resumed.apply(ev)
+    assert resumed.hashes() == whole.hashes()
+    assert (resumed.checked, resumed.unverifiable, resumed.divergences) == (whole.checked, 0, [])
