@@ -18,9 +18,9 @@ from common.units import SymbolSpec
 
 
 def venue_levels(packed: bytes, venue: VenueConfig, spec: SymbolSpec, delta: bool) -> bytes:
-    flat = events.unpack_levels(packed).reshape(-1)  # validates whole (price, qty) pairs
-    if not len(flat):
+    if not packed:
         return packed
+    flat = events.unpack_levels(packed).reshape(-1)  # validates whole (price, qty) pairs
     out = np.empty_like(flat)
     m = venue_levels_into(flat, out, venue.price_offset_ticks * spec.tick, venue.size_pct, spec.step, delta)
     return out[:m].tobytes()

@@ -498,10 +498,16 @@ class SimExchange:
             return
         self._seen.add(c.child_id)
         book = self._book(c.symbol)
-        levels = self._crossing_levels(book, c.side, c.price)
-        if c.post_only and levels:
-            self._reject(c, "post_only_would_cross", t, out)
-            return
+        if c.post_only:
+            # Rejected if any opposite level is within its limit (a post-only limit is never 0):
+            # the best opposite price decides, no need to list and sort the crossing levels.
+            opp = book.opposite(c.side)
+            if opp and (min(opp) <= c.price if c.side == BUY else max(opp) >= c.price):
+                self._reject(c, "post_only_would_cross", t, out)
+                return
+            levels: list[int] = []
+        else:
+            levels = self._crossing_levels(book, c.side, c.price)
         opp = book.opposite(c.side)
         if c.tif == FOK and sum(opp[p] for p in levels) < c.qty:
             self._reject(c, "fok_would_not_fill", t, out)

@@ -324,7 +324,7 @@ class RiskCore:
         book = self.books.get(b.symbol)
         if book is None:
             book = self.books[b.symbol] = PriceBook()
-        book.apply(E.unpack_levels(b.bids).tolist(), E.unpack_levels(b.asks).tolist(), snapshot)
+        book.apply_packed(b.bids, b.asks, snapshot)
         self.tops[b.symbol] = list(book.touch())
         if self.cfg.deadman_market_data:
             self._seen(f"md:{b.symbol}", ev.recv_ns)

@@ -230,11 +230,7 @@ class RouterCore:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
                 book = self.books[body.symbol] = PriceBook()  # type: ignore[union-attr]
-            book.apply(
-                E.unpack_levels(body.bids).tolist(),  # type: ignore[union-attr]
-                E.unpack_levels(body.asks).tolist(),  # type: ignore[union-attr]
-                t is E.BookSnapshot,
-            )
+            book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
         elif t is E.BestBidOffer:
             self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
         elif t is E.Clock:

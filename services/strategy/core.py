@@ -25,6 +25,11 @@ from common.hotpath import default_params, dtypes, kernels, new_book, new_state
 from common.units import SymbolTable
 
 D = dtypes
+# Every body type apply() acts on; anything else is returned from at once.
+_HANDLED = frozenset({
+    events.BookDelta, events.BookSnapshot, events.Trade, events.OrderFill,
+    events.OrderCancelled, events.OrderExpired, events.OrderRejected, events.RiskRejected,
+})  # fmt: skip
 SIDE_TO_KERNEL = {events.BUY: D.SIDE_BID, events.SELL: D.SIDE_ASK}
 
 
@@ -99,14 +104,17 @@ class StrategyCore:
     # ------------------------------------------------------------ events
     def apply(self, ev: events.Sequenced) -> list[Output]:
         b = ev.body
-        if isinstance(b, (events.BookDelta, events.BookSnapshot)):
-            sb = self.books.get(b.symbol)
+        t = type(b)
+        if t not in _HANDLED:  # most of the stream (BestBidOffer, Clock, risk and router traffic)
+            return []
+        if t is events.BookDelta or t is events.BookSnapshot:
+            sb = self.books.get(b.symbol)  # type: ignore[union-attr]
             if sb is None:
                 return []
-            lv, n = level_rows(b.bids, b.asks)
-            fn = kernels.on_book_snapshot if isinstance(b, events.BookSnapshot) else kernels.on_book_delta
+            lv, n = level_rows(b.bids, b.asks)  # type: ignore[union-attr]
+            fn = kernels.on_book_snapshot if t is events.BookSnapshot else kernels.on_book_delta
             act = fn(sb.state, sb.book, sb.params, lv, 0, n, ev.event_ns)
-            return self._act(ev, b.symbol, sb, act)
+            return self._act(ev, b.symbol, sb, act)  # type: ignore[union-attr]
         if isinstance(b, events.Trade):
             sb = self.books.get(b.symbol)
             if sb is None:

@@ -1,0 +1,55 @@
+"""common.book.PriceBook (the router's and risk's book) against a plain dict model, on random updates."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common import events
+from common.book import PriceBook
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+level = st.tuples(st.integers(1, 60), st.integers(0, 5))  # narrow prices: many repeats, removals, crossings
+update = st.tuples(st.lists(level, max_size=12), st.lists(level, max_size=12), st.booleans())
+
+
+def model_apply(bids: dict[int, int], asks: dict[int, int], u) -> None:
+    ub, ua, snapshot = u
+    if snapshot:
+        bids.clear()
+        asks.clear()
+    for side, levels in ((bids, ub), (asks, ua)):
+        for px, qty in levels:
+            if qty > 0:
+                side[px] = qty
+            else:
+                side.pop(px, None)
+
+
+@SETTINGS
+@given(updates=st.lists(update, max_size=15), n=st.integers(-3, 8), packed=st.booleans())
+def test_book_matches_the_dict_model(updates, n, packed) -> None:
+    book = PriceBook()
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    for u in updates:
+        ub, ua, snapshot = u
+        if packed:
+            book.apply_packed(events.pack_levels(ub), events.pack_levels(ua), snapshot)
+        else:
+            book.apply(ub, ua, snapshot)
+        model_apply(bids, asks, u)
+        bp, ap = sorted(bids), sorted(asks)
+        assert book.bids == bids and book.asks == asks
+        assert book.dump() == {"bids": [[p, bids[p]] for p in bp], "asks": [[p, asks[p]] for p in ap]}
+        assert book.touch() == (bp[-1] if bp else 0, ap[0] if ap else 0)
+        assert book.best_bid() == ((bp[-1], bids[bp[-1]]) if bp else (0, 0))
+        assert book.best_ask() == ((ap[0], asks[ap[0]]) if ap else (0, 0))
+        assert book.crossed() == bool(bp and ap and bp[-1] >= ap[0])
+        want_b = [(p, bids[p]) for p in reversed(bp[-n:])]  # the list-slice semantics it always had
+        want_a = [(p, asks[p]) for p in ap[:n]]
+        assert book.top(n) == (want_b, want_a)
+        assert book.levels(True, n) == want_b and book.levels(False, n) == want_a
+    again = PriceBook.from_dump(book.dump())
+    assert again.dump() == book.dump() and again.touch() == book.touch()
