@@ -96,7 +96,11 @@ def role_bare_relay(ep_in: str, ep_out: str, n: int, batch: int) -> int:
         for f in frames:
             ing = events.decode_ingest(f)
             seq += 1
-            out.append(events.encode(events.Sequenced(1, seq, 1, seq, ing.source, ing.source_seq, ing.key, ing.event_ns, 0, ing.body)))
+            out.append(
+                events.encode(
+                    events.Sequenced(1, seq, 1, seq, ing.source, ing.source_seq, ing.key, ing.event_ns, 0, ing.body)
+                )
+            )
         got += len(frames)
         pub.send(events.encode_batch(out))
     pub.close(linger=2000)
@@ -151,8 +155,13 @@ class MeshProcs:
         root = Path(__file__).resolve().parents[1]
         self.logs = open(tmp / "services.log", "wb")
         self.procs = [
-            subprocess.Popen([sys.executable, "-m", f"services.{name}", "--config", str(self.cfg_path)], cwd=root, env=env,
-                             stdout=self.logs, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}", "--config", str(self.cfg_path)],
+                cwd=root,
+                env=env,
+                stdout=self.logs,
+                stderr=subprocess.STDOUT,
+            )
             for name in ("sequencer", "logger")
         ]
         self.ctx = zmq.Context()
@@ -220,7 +229,9 @@ def mesh_latency(tmp: Path, rate: int, seconds: float) -> dict[str, float]:
         sub.connect(endpoint(mesh.cfg, "stream"))
         time.sleep(0.3)
         n = int(rate * seconds)
-        blaster = _spawn("--role", "blast", "--config", str(mesh.cfg_path), "--n", str(n), "--rate", str(rate), "--source", "probe")
+        blaster = _spawn(
+            "--role", "blast", "--config", str(mesh.cfg_path), "--n", str(n), "--rate", str(rate), "--source", "probe"
+        )
         lat: list[int] = []
         end = time.monotonic() + seconds * 3 + 30
         while len(lat) < n and time.monotonic() < end:
@@ -281,14 +292,20 @@ def main(argv: list[str] | None = None) -> int:
             d.mkdir()
             r = mesh_throughput(d, args.events, fsync)
             results[f"mesh_fsync_{fsync}"] = r
-            print(f"mesh producer->sequencer->logger log (fsync {fsync}): {r['events_per_s']:>10,.0f} events/s  lost {r['lost']}")
+            print(
+                f"mesh producer->sequencer->logger log (fsync {fsync}): "
+                f"{r['events_per_s']:>10,.0f} events/s  lost {r['lost']}"
+            )
         lat = {}
         for rate in (int(x) for x in args.rates.split(",")):
             d = tmp / f"lat{rate}"
             d.mkdir()
             r = mesh_latency(d, rate, args.seconds)
             lat[str(rate)] = r
-            print(f"mesh end-to-end latency at {rate}/s: p50 {r['p50_us']:.0f} us  p99 {r['p99_us']:.0f} us  ({r['events']} events)")
+            print(
+                f"mesh end-to-end latency at {rate}/s: p50 {r['p50_us']:.0f} us  "
+                f"p99 {r['p99_us']:.0f} us  ({r['events']} events)"
+            )
         mesh_eps = results["mesh_fsync_none"]["events_per_s"]  # type: ignore[index]
         bare_eps = results["bare_batch64"]["events_per_s"]  # type: ignore[index]
         results.update(

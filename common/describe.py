@@ -61,7 +61,9 @@ class Renderer:
             extra = f" venue={b.venue} algo={b.algo}" if isinstance(b, events.ChildOrder) else ""
             px = "MKT" if b.price == 0 else self.px(s, b.price)
             po = " post-only" if b.post_only else ""
-            return f"{s} {oid} {SIDE.get(b.side, b.side)} {self.qty(s, b.qty)} @ {px} {TIF.get(b.tif, b.tif)}{po}{extra}"
+            return (
+                f"{s} {oid} {SIDE.get(b.side, b.side)} {self.qty(s, b.qty)} @ {px} {TIF.get(b.tif, b.tif)}{po}{extra}"
+            )
         if isinstance(b, events.OrderFill):
             s = b.symbol
             return (
@@ -71,7 +73,9 @@ class Renderer:
         if isinstance(b, events.StateHash):
             return f"{b.service} covers={b.covers_seq} hash={b.hash:016x}"
         if isinstance(b, events.Heartbeat):
-            return f"{b.service} {b.state} last_seq={b.last_seq} " + " ".join(f"{k}={v}" for k, v in sorted(b.counters.items()))
+            return f"{b.service} {b.state} last_seq={b.last_seq} " + " ".join(
+                f"{k}={v}" for k, v in sorted(b.counters.items())
+            )
         return " ".join(f"{k}={v}" for k, v in msgspec.structs.asdict(b).items() if k != "kind")
 
     def line(self, ev: events.Sequenced) -> str:

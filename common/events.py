@@ -289,7 +289,7 @@ class GapDeclared(_Body, tag=62):
     reason: str
 
 
-Body = Union[
+Body = Union[  # noqa: UP007 - one subscript keeps the catalogue a single readable list
     BookSnapshot,
     BookDelta,
     Trade,
@@ -370,7 +370,14 @@ _batch_dec = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 # Hostile bytes can fail in more ways than msgspec's own errors: invalid UTF-8
 # in a str field, or nesting deep enough to exhaust the recursion limit.
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError, TypeError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+    ValueError,
+    TypeError,
+)
 
 
 def encode(obj: msgspec.Struct) -> bytes:

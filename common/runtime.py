@@ -28,7 +28,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
         default=None,
         help=f"mesh config file (default: ${config.ENV_CONFIG} or {config.DEFAULT_CONFIG.name} in the repo root)",
     )
-    p.add_argument("--log-level", default=os.environ.get("ATOMIC_MESH_LOG_LEVEL", "INFO"), help="logging level (default INFO)")
+    p.add_argument(
+        "--log-level", default=os.environ.get("ATOMIC_MESH_LOG_LEVEL", "INFO"), help="logging level (default INFO)"
+    )
     return p
 
 

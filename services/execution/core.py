@@ -53,8 +53,10 @@ class ExecutionCore:
         self.venue_cfg = {v.name: v for v in router.venues}
         live_name = "" if cfg.venue == "sim" else cfg.venue
         if live_name and live_name not in self.venue_cfg:
-            raise ValueError(f"execution.venue = {live_name!r} needs a router venue named {live_name!r} "
-                             f"(router venues: {sorted(self.venue_cfg)})")
+            raise ValueError(
+                f"execution.venue = {live_name!r} needs a router venue named {live_name!r} "
+                f"(router venues: {sorted(self.venue_cfg)})"
+            )
         self.venues = {
             v.name: SimExchange(
                 v.name, symbols, cfg.maker_fee_bps, v.fee_bps, cfg.order_latency_ms * MS, cfg.feed_latency_ms * MS
@@ -98,7 +100,9 @@ class ExecutionCore:
             halt = max(self.halts.get("", 0), self.halts.get(b.symbol, 0))
             if halt and cause_seq(ev.key) < halt:
                 self.counters["stale"] += 1
-                reports.append((events.OrderRejected(b.venue, b.child_id, b.symbol, "stale_after_risk_cancel_all"), now))
+                reports.append(
+                    (events.OrderRejected(b.venue, b.child_id, b.symbol, "stale_after_risk_cancel_all"), now)
+                )
             elif self.live is not None and b.venue == self.live.name:
                 self.counters["children"] += 1
                 self.live.submit(b, now)
@@ -149,8 +153,9 @@ class ExecutionCore:
     def _inject(self, arg: str, now: int) -> list[events._Body]:
         try:
             venue, symbol, side, price, qty, child_id = arg.split(":")
-            self.venues[venue].inject_order(child_id, symbol, events.BUY if side == "BUY" else events.SELL,
-                                            int(price), int(qty), now)
+            self.venues[venue].inject_order(
+                child_id, symbol, events.BUY if side == "BUY" else events.SELL, int(price), int(qty), now
+            )
         except (ValueError, KeyError) as exc:
             self.counters["bad_inject"] = self.counters.get("bad_inject", 0) + 1
             return [events.Correction(self.name, "inject_refused", "", "", "", f"{arg}: {exc}")]
@@ -165,16 +170,31 @@ class ExecutionCore:
                 cid = str(vo["child_id"])
                 held.add(cid)
                 if cid not in known:
-                    out.append(events.Correction(
-                        self.name, "unknown_venue_order", name, str(vo["symbol"]), cid,
-                        f"venue holds {vo['leaves']} @ {vo['price']} side {vo['side']} the log does not know; cancelling",
-                    ))
+                    out.append(
+                        events.Correction(
+                            self.name,
+                            "unknown_venue_order",
+                            name,
+                            str(vo["symbol"]),
+                            cid,
+                            f"venue holds {vo['leaves']} @ {vo['price']} side {vo['side']} "
+                            "the log does not know; cancelling",
+                        )
+                    )
                     # The venue's OrderCancelled follows after its cancel latency.
                     out += [r for r, _t in sim.on_cancel(events.ChildCancel(cid, name, str(vo["symbol"])), now)]
             for cid, o in sorted(known.items()):
                 if o.venue == name and cid not in held and o.state != "New":
-                    out.append(events.Correction(self.name, "missing_at_venue", name, o.symbol, cid,
-                                                 f"engine had {o.leaves} open; the venue does not hold it"))
+                    out.append(
+                        events.Correction(
+                            self.name,
+                            "missing_at_venue",
+                            name,
+                            o.symbol,
+                            cid,
+                            f"engine had {o.leaves} open; the venue does not hold it",
+                        )
+                    )
         if self.live is not None:
             # The account also holds the live venue's fills; its VenueSnapshot reconciles balances.
             self.counters["reconciles"] = self.counters.get("reconciles", 0) + 1
@@ -183,8 +203,16 @@ class ExecutionCore:
         for sym in sorted(set(base) | set(self.account.positions)):
             mine = self.account.positions[sym].position if sym in self.account.positions else 0
             if base.get(sym, 0) != mine:
-                out.append(events.Correction(self.name, "balance_mismatch", "", sym, "",
-                                             f"venues hold {base.get(sym, 0)} atoms, the account says {mine}"))
+                out.append(
+                    events.Correction(
+                        self.name,
+                        "balance_mismatch",
+                        "",
+                        sym,
+                        "",
+                        f"venues hold {base.get(sym, 0)} atoms, the account says {mine}",
+                    )
+                )
         self.counters["reconciles"] = self.counters.get("reconciles", 0) + 1
         return out
 

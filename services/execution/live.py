@@ -87,8 +87,13 @@ class SentTable:
 def adapter_for(cfg: MeshConfig, symbols: Any) -> BinanceAdapter:
     ec = cfg.execution
     key_file = str(cfg.resolve(ec.binance_key_file)) if ec.binance_key_file else ""
-    bc = BinanceConfig(rest_base=ec.binance_rest_url, ws_base=ec.binance_ws_url, venue=ec.venue,
-                       api_key_file=key_file, recv_window_ms=ec.binance_recv_window_ms)
+    bc = BinanceConfig(
+        rest_base=ec.binance_rest_url,
+        ws_base=ec.binance_ws_url,
+        venue=ec.venue,
+        api_key_file=key_file,
+        recv_window_ms=ec.binance_recv_window_ms,
+    )
     return BinanceAdapter(bc, Credentials.load(key_file), symbols)
 
 
@@ -140,20 +145,41 @@ class LiveExecution(CoreService):
             if o.state == NEW and o.child_id not in self.sent:
                 age_ms = (now_ns - o.created_ns) // MS
                 if age_ms > self.cfg.execution.late_submit_ms:
-                    self._publish([events.OrderRejected(self.venue, o.child_id, o.symbol,
-                                                        f"LOCAL:stale_on_recovery:{age_ms}ms_old_never_sent")])
+                    self._publish(
+                        [
+                            events.OrderRejected(
+                                self.venue, o.child_id, o.symbol, f"LOCAL:stale_on_recovery:{age_ms}ms_old_never_sent"
+                            )
+                        ]
+                    )
                 else:
                     self._submit(child_of(o), resend=False)
                 continue
             if o.state in (ACKED, PARTIALLY_FILLED):
-                self.adapter.restore(o.child_id, o.symbol, o.side, o.qty, acked=True, venue_order_id=o.venue_order_id,
-                                     filled=o.filled, trade_ids=live_trades.get(o.child_id, []))
+                self.adapter.restore(
+                    o.child_id,
+                    o.symbol,
+                    o.side,
+                    o.qty,
+                    acked=True,
+                    venue_order_id=o.venue_order_id,
+                    filled=o.filled,
+                    trade_ids=live_trades.get(o.child_id, []),
+                )
             # Sent (or acked) before the restart: look it up, report what is new, send only if never seen.
             self._publish(self.adapter.submit(child_of(o), key=o.child_id, resend=True))
         owed, self._owed = self._owed, []
         all_syms = sorted({a[1] for a in owed if a[0] == "cancel_all"})
-        ids = sorted({a[1] for a in owed if a[0] == "cancel" and (o := self.exec_core.orders.get(a[1])) is not None
-                      and o.is_open and o.symbol not in all_syms})
+        ids = sorted(
+            {
+                a[1]
+                for a in owed
+                if a[0] == "cancel"
+                and (o := self.exec_core.orders.get(a[1])) is not None
+                and o.is_open
+                and o.symbol not in all_syms
+            }
+        )
         self._perform([("cancel_all", s) for s in all_syms])
         self._perform([("cancel", cid, self.exec_core.orders.orders[cid].symbol) for cid in ids])
 
@@ -175,8 +201,18 @@ class LiveExecution(CoreService):
                 self._publish([self._snapshot()])
             elif kind == "cancel_foreign":
                 done, reason = self.adapter.cancel_foreign(act[1], act[2])
-                self._publish([events.Correction(self.name, "foreign_order_cancelled" if done else "foreign_cancel_failed",
-                                                 self.venue, act[2], act[1], reason)])
+                self._publish(
+                    [
+                        events.Correction(
+                            self.name,
+                            "foreign_order_cancelled" if done else "foreign_cancel_failed",
+                            self.venue,
+                            act[2],
+                            act[1],
+                            reason,
+                        )
+                    ]
+                )
             else:
                 log.error("unknown live action %r ignored", kind)
 
@@ -187,16 +223,27 @@ class LiveExecution(CoreService):
         self._publish(self.adapter.submit(child, key=child.child_id, resend=resend))
 
     def _snapshot(self) -> events.VenueSnapshot:
-        syms = sorted(set(self.cfg.feed.symbols) | {o.symbol for o in self.exec_core.orders.open_orders()
-                                                    if o.venue == self.venue})
+        syms = sorted(
+            set(self.cfg.feed.symbols)
+            | {o.symbol for o in self.exec_core.orders.open_orders() if o.venue == self.venue}
+        )
         rows: list[tuple[str, str, int, int, int, int]] = []
         for sym in syms:
             self.adapter.last_error = ""
             got = self.adapter.open_orders(sym)
             if self.adapter.last_error:
                 return events.VenueSnapshot(self.venue, [], {}, False, f"open orders {sym}: {self.adapter.last_error}")
-            rows += [(str(o["client_order_id"]), str(o["symbol"]), int(o["side"]), int(o["price"]), int(o["qty"]),
-                      int(o["filled"])) for o in got]
+            rows += [
+                (
+                    str(o["client_order_id"]),
+                    str(o["symbol"]),
+                    int(o["side"]),
+                    int(o["price"]),
+                    int(o["qty"]),
+                    int(o["filled"]),
+                )
+                for o in got
+            ]
         self.adapter.last_error = ""
         balances = self.adapter.balances(include_locked=True)
         if self.adapter.last_error:

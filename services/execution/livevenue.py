@@ -109,15 +109,30 @@ class LiveVenue:
         for cid, symbol, side, price, qty, filled in sorted(snap.orders):
             held.add(cid)
             if cid not in mine:
-                out.append(events.Correction(
-                    service, "unknown_venue_order", self.name, symbol, cid,
-                    f"venue holds {qty - filled} @ {price} side {side} (client id {cid}) the log does not know; cancelling",
-                ))
+                out.append(
+                    events.Correction(
+                        service,
+                        "unknown_venue_order",
+                        self.name,
+                        symbol,
+                        cid,
+                        f"venue holds {qty - filled} @ {price} side {side} (client id {cid}) "
+                        "the log does not know; cancelling",
+                    )
+                )
                 self.actions.append(("cancel_foreign", cid, symbol))
         for cid, o in sorted(mine.items(), key=lambda kv: kv[1].child_id):
             if cid not in held and o.state != NEW:
-                out.append(events.Correction(service, "missing_at_venue", self.name, o.symbol, o.child_id,
-                                             f"engine had {o.leaves} open; the venue does not hold it; querying"))
+                out.append(
+                    events.Correction(
+                        service,
+                        "missing_at_venue",
+                        self.name,
+                        o.symbol,
+                        o.child_id,
+                        f"engine had {o.leaves} open; the venue does not hold it; querying",
+                    )
+                )
                 self.actions.append(("query", o.child_id))
         out += self._balances(snap.balances, service, sim_base)
         return out
@@ -138,9 +153,17 @@ class LiveVenue:
             pos = self.account.positions[sym].position if sym in self.account.positions else 0
             expected = pos - sim_base.get(sym, 0)
             if moved_atoms != expected:
-                out.append(events.Correction(service, "balance_mismatch", self.name, sym, "",
-                                             f"{spec.base} moved {moved_atoms} atoms at the venue since the baseline; "
-                                             f"the log's live fills say {expected}"))
+                out.append(
+                    events.Correction(
+                        service,
+                        "balance_mismatch",
+                        self.name,
+                        sym,
+                        "",
+                        f"{spec.base} moved {moved_atoms} atoms at the venue since the baseline; "
+                        f"the log's live fills say {expected}",
+                    )
+                )
         return out
 
     # ------------------------------------------------------------ state

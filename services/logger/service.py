@@ -33,10 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = runtime.base_parser("python -m services.logger", "Archive the sequenced stream; tail or check the event log.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--tail", action="store_true", help="follow the log like tail -f, one line per event")
-    mode.add_argument("--check", nargs="?", const="", metavar="LOG", help="verify a log directory (default: the configured log)")
-    p.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ", help="--tail: start at this seq (default: the last 10 events)")
-    p.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE", help="--tail: only these event types (repeatable, e.g. Trade)")
-    p.add_argument("--json", action="store_true", help="--tail: one JSON object per line; --check: JSON report as the last line")
+    mode.add_argument(
+        "--check", nargs="?", const="", metavar="LOG", help="verify a log directory (default: the configured log)"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_seq",
+        type=int,
+        default=None,
+        metavar="SEQ",
+        help="--tail: start at this seq (default: the last 10 events)",
+    )
+    p.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="--tail: only these event types (repeatable, e.g. Trade)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="--tail: one JSON object per line; --check: JSON report as the last line"
+    )
     p.add_argument("--count", type=int, default=0, metavar="N", help="--tail: exit after N events (0 = follow forever)")
     return p
 
@@ -49,7 +67,9 @@ class Logger:
         if tail.truncated:
             log.warning("log: truncated %s", tail.truncated)
         self.last_seq = tail.last_seq
-        self.writer = eventlog.LogWriter(self.dir, lc.segment_bytes, lc.fsync, lc.fsync_interval_ms, last_seq=self.last_seq)
+        self.writer = eventlog.LogWriter(
+            self.dir, lc.segment_bytes, lc.fsync, lc.fsync_interval_ms, last_seq=self.last_seq
+        )
         self.router = sockets.router(ctx, cfg, "logger_ctl")
         # The logger's own hole-filler is the journal: it must never ask itself.
         self.follower = StreamFollower(ctx, cfg, self.last_seq + 1, repair_from=("sequencer_ctl",))

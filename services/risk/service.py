@@ -48,7 +48,11 @@ def send_command(cfg: config.MeshConfig, command: str, arg: str) -> int:
         print(f"cannot send {command}: {exc}", file=sys.stderr)
         return runtime.EXIT_UNAVAILABLE
     try:
-        p.send(events.OperatorCommand(command, arg, getpass.getuser()), time.time_ns(), f"operator:{command}:{time.time_ns()}")
+        p.send(
+            events.OperatorCommand(command, arg, getpass.getuser()),
+            time.time_ns(),
+            f"operator:{command}:{time.time_ns()}",
+        )
         if not p.flush(10):
             print(f"{command} was not confirmed by the sequencer within 10 s", file=sys.stderr)
             return runtime.EXIT_UNAVAILABLE
@@ -71,4 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         if cfg is None:
             return runtime.EXIT_CONFIG
         return send_command(cfg, known.command, known.arg)
-    return serve("python -m services.risk", "Pre-trade risk gate: per-order checks, circuit breaker, kill switch.", build, argv, add_args)
+    return serve(
+        "python -m services.risk",
+        "Pre-trade risk gate: per-order checks, circuit breaker, kill switch.",
+        build,
+        argv,
+        add_args,
+    )

@@ -11,7 +11,11 @@ from services.router.core import RouterCore
 
 
 def build(cfg: config.MeshConfig, args: argparse.Namespace) -> tuple[RouterCore, int, int]:
-    return RouterCore(cfg.router, load_symbols(cfg.symbols.exchange_info)), cfg.router.hash_every, cfg.router.snapshot_every
+    return (
+        RouterCore(cfg.router, load_symbols(cfg.symbols.exchange_info)),
+        cfg.router.hash_every,
+        cfg.router.snapshot_every,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,11 +70,22 @@ class SequencerCore:
         table = dict(self.sources)
         return self.own(events.SequencerEpoch(self.epoch, self.last_seq + 1, table), now_ns)
 
-    def _stamp(self, source: str, source_seq: int, lamport: int, key: str, event_ns: int, recv_ns: int, body: events._Body) -> bytes:
+    def _stamp(
+        self, source: str, source_seq: int, lamport: int, key: str, event_ns: int, recv_ns: int, body: events._Body
+    ) -> bytes:
         self.last_seq += 1
         self.lamport = max(self.lamport, lamport) + 1
         return events.encode(
             events.Sequenced(
-                events.CODEC_VERSION, self.last_seq, self.epoch, self.lamport, source, source_seq, key, event_ns, recv_ns, body
+                events.CODEC_VERSION,
+                self.last_seq,
+                self.epoch,
+                self.lamport,
+                source,
+                source_seq,
+                key,
+                event_ns,
+                recv_ns,
+                body,
             )
         )

@@ -29,5 +29,9 @@ def build(cfg: config.MeshConfig, args: argparse.Namespace) -> tuple[StrategyCor
 
 def main(argv: list[str] | None = None) -> int:
     return serve(
-        "python -m services.strategy", "Market maker: book, trades and fills in; order intents out.", build, argv, add_args
+        "python -m services.strategy",
+        "Market maker: book, trades and fills in; order intents out.",
+        build,
+        argv,
+        add_args,
     )

@@ -45,7 +45,12 @@ class Divergence:
     published: int
 
     def as_dict(self) -> dict[str, object]:
-        return {"service": self.service, "seq": self.seq, "expected": f"{self.expected:016x}", "published": f"{self.published:016x}"}
+        return {
+            "service": self.service,
+            "seq": self.seq,
+            "expected": f"{self.expected:016x}",
+            "published": f"{self.published:016x}",
+        }
 
 
 @dataclass

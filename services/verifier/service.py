@@ -38,8 +38,16 @@ log = logging.getLogger("verifier")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = runtime.base_parser("python -m services.verifier", "Replay the stream through every core and check the state hashes.")
-    p.add_argument("--replay", nargs="?", const="", metavar="LOG", help="replay a log directory (default: the configured log) and exit")
+    p = runtime.base_parser(
+        "python -m services.verifier", "Replay the stream through every core and check the state hashes."
+    )
+    p.add_argument(
+        "--replay",
+        nargs="?",
+        const="",
+        metavar="LOG",
+        help="replay a log directory (default: the configured log) and exit",
+    )
     p.add_argument("--seek", type=int, metavar="SEQ", help="--replay: stop at SEQ and show the state there")
     p.add_argument("--verify", action="store_true", help="--replay: check every StateHash in the log")
     p.add_argument("--json", action="store_true", help="--replay: print the report as one JSON object on the last line")
@@ -54,10 +62,12 @@ def replay(cfg: MeshConfig, path: str, seek: int | None, verify: bool, as_json: 
     rep = Replayer(build_cores(cfg))
     t0 = time.perf_counter()
     try:
-        for seq, payload in eventlog.read_range(directory, 1, seek):
+        for _seq, payload in eventlog.read_range(directory, 1, seek):
             d = rep.apply(events.decode_sequenced(payload))
             if d is not None and verify:
-                print(f"DIVERGENCE {d.service} at seq {d.seq}: replay {d.expected:016x} != published {d.published:016x}")
+                print(
+                    f"DIVERGENCE {d.service} at seq {d.seq}: replay {d.expected:016x} != published {d.published:016x}"
+                )
     except eventlog.LogDamaged as exc:
         print(f"log damaged: {exc}", file=sys.stderr)
         return runtime.EXIT_DAMAGED_LOG
@@ -68,7 +78,10 @@ def replay(cfg: MeshConfig, path: str, seek: int | None, verify: bool, as_json: 
     for name, h in hashes.items():
         print(f"  {name:<10} {h}")
     if verify:
-        print(f"  checked {rep.checked} published hashes: {len(rep.divergences)} divergences, {rep.unverifiable} unverifiable")
+        print(
+            f"  checked {rep.checked} published hashes: {len(rep.divergences)} divergences, "
+            f"{rep.unverifiable} unverifiable"
+        )
     if seek is not None:
         for name, (core, _every) in sorted(rep.cores.items()):
             inspect = getattr(core, "inspect", None)
@@ -78,16 +91,20 @@ def replay(cfg: MeshConfig, path: str, seek: int | None, verify: bool, as_json: 
             print(f"  {name} state: {len(canonical(core.state()))} bytes canonical")
     if as_json:
         first = rep.divergences[0].as_dict() if rep.divergences else None
-        print(json.dumps({
-            "events": rep.events,
-            "first_seq": rep.first_seq,
-            "last_seq": rep.last_seq,
-            "seconds": round(elapsed, 6),
-            "events_per_s": round(eps, 1),
-            "hashes": hashes,
-            "checked": rep.checked,
-            "divergences": {"count": len(rep.divergences), "first": first},
-        }))
+        print(
+            json.dumps(
+                {
+                    "events": rep.events,
+                    "first_seq": rep.first_seq,
+                    "last_seq": rep.last_seq,
+                    "seconds": round(elapsed, 6),
+                    "events_per_s": round(eps, 1),
+                    "hashes": hashes,
+                    "checked": rep.checked,
+                    "divergences": {"count": len(rep.divergences), "first": first},
+                }
+            )
+        )
     return runtime.EXIT_OK if not rep.divergences else runtime.EXIT_ERROR
 
 
@@ -113,10 +130,14 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
                 if d is not None:
                     log.error(
                         "DIVERGENCE %s at seq %d: replay %016x != published %016x",
-                        d.service, d.seq, d.expected, d.published,
+                        d.service,
+                        d.seq,
+                        d.expected,
+                        d.published,
                     )
                     producer.send(
-                        events.HashDivergence(d.service, d.seq, d.expected, d.published), ev.event_ns,
+                        events.HashDivergence(d.service, d.seq, d.expected, d.published),
+                        ev.event_ns,
                         f"verifier:{ev.epoch}:{ev.seq}:0",
                     )
                 if seq % every == 0:
@@ -124,9 +145,16 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
             producer.pump()
             if time.monotonic() >= next_hb:
                 next_hb = time.monotonic() + 1.0
-                counters = {"checked": rep.checked, "divergences": len(rep.divergences), "unverifiable": rep.unverifiable}
-                producer.send(events.Heartbeat("verifier", "live", rep.last_seq, counters), time.time_ns(),
-                              f"verifier:hb:{time.monotonic_ns()}")
+                counters = {
+                    "checked": rep.checked,
+                    "divergences": len(rep.divergences),
+                    "unverifiable": rep.unverifiable,
+                }
+                producer.send(
+                    events.Heartbeat("verifier", "live", rep.last_seq, counters),
+                    time.time_ns(),
+                    f"verifier:hb:{time.monotonic_ns()}",
+                )
     except FellBehind as exc:
         log.error("fell behind, exiting for a restart: %s", exc)
         return runtime.EXIT_FELL_BEHIND

@@ -59,7 +59,9 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         except Exception as exc:  # the condition may race a file being written
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 class Mesh:
@@ -106,7 +108,10 @@ class Mesh:
     def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.conf), *args],
-            capture_output=True, text=True, timeout=timeout, cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
         )
 
     def state(self, program: str) -> str:
@@ -121,7 +126,9 @@ class Mesh:
         pid = self.pid(program)
         assert pid, f"{program} has no pid"
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: self.pid(program) not in (0, pid) and self.state(program) == "RUNNING", 30, f"{program} restarted")
+        wait_for(
+            lambda: self.pid(program) not in (0, pid) and self.state(program) == "RUNNING", 30, f"{program} restarted"
+        )
         return pid
 
     def stop(self) -> None:
@@ -167,7 +174,10 @@ class Mesh:
 
         out = subprocess.run(
             [sys.executable, "-m", "services.logger", "--config", str(self.config_path), "--check", "--json"],
-            capture_output=True, text=True, timeout=60, cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -136,8 +136,24 @@ def test_tail_shows_live_events(mesh_factory):
     mesh = mesh_factory(["sequencer", "logger", "feed"], feed_settings(0, 300.0))
     wait_for(lambda: market_events(mesh) >= 50, 60, "events logged")
     out = subprocess.run(
-        [sys.executable, "-m", "services.logger", "--config", str(mesh.config_path), "--tail", "--count", "40", "--type", "Trade", "--type", "BookDelta"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "services.logger",
+            "--config",
+            str(mesh.config_path),
+            "--tail",
+            "--count",
+            "40",
+            "--type",
+            "Trade",
+            "--type",
+            "BookDelta",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -147,9 +163,23 @@ def test_tail_shows_live_events(mesh_factory):
     # The tail follows live events: the last line's seq is newer than the log's end when we started.
     start = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "services.logger", "--config", str(mesh.config_path), "--tail", "--json", "--count", "5",
-         "--from", str(mesh.check()["last_seq"] + 1)],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "services.logger",
+            "--config",
+            str(mesh.config_path),
+            "--tail",
+            "--json",
+            "--count",
+            "5",
+            "--from",
+            str(mesh.check()["last_seq"] + 1),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 5

@@ -49,7 +49,9 @@ def child(cid: str, price: int = 4_900_000, qty: int = 100_000) -> E.ChildOrder:
 
 
 def from_venue(mesh: Mesh, cls: type, child_id: str) -> list[E.Sequenced]:
-    return [e for e in mesh.events() if e.source == "binance" and isinstance(e.body, cls) and e.body.child_id == child_id]
+    return [
+        e for e in mesh.events() if e.source == "binance" and isinstance(e.body, cls) and e.body.child_id == child_id
+    ]
 
 
 def replay(mesh: Mesh) -> ExecutionCore:
@@ -66,14 +68,21 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
     keyfile = tmp_path / "binance.keys"
     keyfile.write_text(f"BINANCE_API_KEY={API_KEY}\nBINANCE_API_SECRET={API_SECRET}\n")
     keyfile.chmod(0o600)
-    mesh = Mesh(["sequencer", "logger", "execution"], {
-        "logger": {"fsync": "none"},
-        "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
-        "execution": {
-            "venue": "binance", "binance_rest_url": server.rest_url, "binance_ws_url": server.ws_url,
-            "binance_key_file": str(keyfile), "hash_every": 3, "late_submit_ms": 600_000,
+    mesh = Mesh(
+        ["sequencer", "logger", "execution"],
+        {
+            "logger": {"fsync": "none"},
+            "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
+            "execution": {
+                "venue": "binance",
+                "binance_rest_url": server.rest_url,
+                "binance_ws_url": server.ws_url,
+                "binance_key_file": str(keyfile),
+                "hash_every": 3,
+                "late_submit_ms": 600_000,
+            },
         },
-    })
+    )
     ctx = zmq.Context()
     router = None
     try:
@@ -105,8 +114,11 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         router.send(child("c3", price=4_800_000), time.time_ns(), "router-test:c3")
         assert router.flush(30)
         assert mesh.ctl("start", "execution").returncode == 0
-        wait_for(lambda: len({e.body.trade_id for e in from_venue(mesh, E.OrderFill, "c1")}) == 2, 60,
-                 "the fill made while execution was down")
+        wait_for(
+            lambda: len({e.body.trade_id for e in from_venue(mesh, E.OrderFill, "c1")}) == 2,
+            60,
+            "the fill made while execution was down",
+        )
         wait_for(lambda: from_venue(mesh, E.OrderAck, "c3"), 60, "c3 sent late")
         assert server.order_count() == 3 and server.count("POST", "/api/v3/order") == 3
 
@@ -116,8 +128,13 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
             by_hand.submit(child("by-hand", price=4_700_000))
         hand_cid = client_order_id("by-hand")
         assert server.orders[hand_cid].open
-        out = subprocess.run([sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), "reconcile"],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+        out = subprocess.run(
+            [sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), "reconcile"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
         assert out.returncode == 0, out.stderr
         wait_for(lambda: not server.orders[hand_cid].open, 60, "the hand-placed order cancelled")
         corrections = lambda: [e.body for e in mesh.events() if isinstance(e.body, E.Correction)]  # noqa: E731
@@ -131,8 +148,11 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         risk.send(E.CancelAll("risk", SYM, "test"), time.time_ns(), "risk:test-cancel-all")
         assert risk.flush(30)
         risk.close()
-        wait_for(lambda: from_venue(mesh, E.OrderCancelled, "c2") and from_venue(mesh, E.OrderCancelled, "c3"), 60,
-                 "c2 and c3 cancelled")
+        wait_for(
+            lambda: from_venue(mesh, E.OrderCancelled, "c2") and from_venue(mesh, E.OrderCancelled, "c3"),
+            60,
+            "c2 and c3 cancelled",
+        )
         assert not [o for o in server.all_orders if o.open]
 
         # A replay with no venue rebuilds the same book of orders and position.
@@ -146,8 +166,22 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         # risk, which read fills from the stream, see no duplicate either.
         assert core.live.counters["duplicate_reports"] == 0, core.live.counters
         mesh.stop()
-        rep = subprocess.run([sys.executable, "-m", "services.verifier", "--config", str(mesh.config_path),
-                              "--replay", "--verify", "--json"], capture_output=True, text=True, timeout=300, cwd=REPO)
+        rep = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.verifier",
+                "--config",
+                str(mesh.config_path),
+                "--replay",
+                "--verify",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
         summary = json.loads(rep.stdout.strip().splitlines()[-1])
         assert summary["divergences"]["count"] == 0 and summary["checked"] > 5, summary
         for f in [*mesh.run.rglob("*.log"), *mesh.log_dir.rglob("*")]:
@@ -170,14 +204,21 @@ def test_the_whole_mesh_quotes_on_binance_and_a_venue_fill_reaches_the_strategy(
     server.set_market(SYM, "0.01", "9999999.00")  # every post-only quote rests
     keyfile = tmp_path / "binance.keys"
     keyfile.write_text(f"BINANCE_API_KEY={API_KEY}\nBINANCE_API_SECRET={API_SECRET}\n")
-    mesh = Mesh(["sequencer", "logger", "feed", "strategy", "risk", "router", "execution"], {
-        "feed": {"rate": 400.0, "seed": 3},
-        "logger": {"fsync": "none"},
-        "risk": {"max_open_orders": 200, "max_orders_per_second": 1000},
-        "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
-        "execution": {"venue": "binance", "binance_rest_url": server.rest_url, "binance_ws_url": server.ws_url,
-                      "binance_key_file": str(keyfile)},
-    })
+    mesh = Mesh(
+        ["sequencer", "logger", "feed", "strategy", "risk", "router", "execution"],
+        {
+            "feed": {"rate": 400.0, "seed": 3},
+            "logger": {"fsync": "none"},
+            "risk": {"max_open_orders": 200, "max_orders_per_second": 1000},
+            "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
+            "execution": {
+                "venue": "binance",
+                "binance_rest_url": server.rest_url,
+                "binance_ws_url": server.ws_url,
+                "binance_key_file": str(keyfile),
+            },
+        },
+    )
     try:
         mesh.start()
         wait_for(lambda: server.ws_connections() >= 1, 60, "the user-data stream connected")
@@ -187,8 +228,11 @@ def test_the_whole_mesh_quotes_on_binance_and_a_venue_fill_reaches_the_strategy(
 
         order = wait_for(resting_bid, 90, "a strategy bid resting at the venue")
         trade = server.fill(order.cid, str(order.orig_qty - order.executed))
-        fill = wait_for(lambda: [e for e in mesh.events() if e.source == "binance" and isinstance(e.body, E.OrderFill)],
-                        60, "the venue's fill sequenced")[0]
+        fill = wait_for(
+            lambda: [e for e in mesh.events() if e.source == "binance" and isinstance(e.body, E.OrderFill)],
+            60,
+            "the venue's fill sequenced",
+        )[0]
         assert fill.body.trade_id == str(trade["id"])
         # Everything the strategy, risk and router make of it is in the log: replay and look.
         mesh.stop()

@@ -42,7 +42,10 @@ def of_type(evs, t):
 def operator(mesh: Mesh, command: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), command],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -64,7 +67,13 @@ def test_an_order_goes_the_whole_way_and_fills(mesh):
             seq_of.setdefault(("ack", b.child_id), e.seq)
     fill = of_type(evs, E.OrderFill)[0]
     child_seq, parent = seq_of[("child_id", fill.body.child_id)]
-    chain = [seq_of[("intent", parent)], seq_of[("approved", parent)], child_seq, seq_of[("ack", fill.body.child_id)], fill.seq]
+    chain = [
+        seq_of[("intent", parent)],
+        seq_of[("approved", parent)],
+        child_seq,
+        seq_of[("ack", fill.body.child_id)],
+        fill.seq,
+    ]
     assert chain == sorted(chain) and len(set(chain)) == 5, f"causal chain out of order: {chain}"
     # The approval names the intent it answers.
     approval = next(e.body for e in evs if isinstance(e.body, E.RiskApproved) and e.body.order_id == parent)
@@ -84,12 +93,17 @@ def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh):
     wait_for(lambda: of_type(mesh.events(), E.RiskApproved), 120, "first approvals")
     operator(mesh, "kill")
     kill_seq = wait_for(
-        lambda: next((e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "kill"), 0),
-        30, "kill command in the log",
+        lambda: next(
+            (e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "kill"), 0
+        ),
+        30,
+        "kill command in the log",
     )
     mesh.kill9("risk")
     start = len(mesh.events())
-    wait_for(lambda: len(of_type(mesh.events()[start:], E.RiskRejected)) >= 20, 120, "intents rejected after the restart")
+    wait_for(
+        lambda: len(of_type(mesh.events()[start:], E.RiskRejected)) >= 20, 120, "intents rejected after the restart"
+    )
     evs = mesh.events()
     after = [e for e in evs if e.seq > kill_seq]
     # Risk may still answer an intent that reached it before the kill (its approval lands
@@ -102,14 +116,24 @@ def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh):
     # Nothing reaches a venue after risk's CancelAll: a late approval is void at the router, and
     # a child order the router made before it but that lands after it is refused by execution.
     late_children = {e.body.child_id for e in of_type(evs, E.ChildOrder) if e.seq > halt}
-    assert not [e for e in of_type(evs, E.OrderAck) if e.body.child_id in late_children], "an order reached a venue after the kill"
+    assert not [e for e in of_type(evs, E.OrderAck) if e.body.child_id in late_children], (
+        "an order reached a venue after the kill"
+    )
 
     operator(mesh, "reset-kill")
     reset_seq = wait_for(
-        lambda: next((e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "reset-kill"), 0),
-        30, "reset-kill in the log",
+        lambda: next(
+            (e.seq for e in mesh.events() if isinstance(e.body, E.OperatorCommand) and e.body.command == "reset-kill"),
+            0,
+        ),
+        30,
+        "reset-kill in the log",
     )
-    wait_for(lambda: [e for e in of_type(mesh.events(), E.RiskApproved) if e.seq > reset_seq], 60, "approvals after reset-kill")
+    wait_for(
+        lambda: [e for e in of_type(mesh.events(), E.RiskApproved) if e.seq > reset_seq],
+        60,
+        "approvals after reset-kill",
+    )
 
 
 def test_strategy_restart_does_not_repeat_an_intent(mesh):
@@ -150,20 +174,25 @@ def test_dead_mans_switch_on_a_hung_strategy(mesh):
         stopped_at = len(mesh.events())
 
         def deadman():
-            return [e for e in mesh.events()[stopped_at:] if isinstance(e.body, E.CancelAll) and e.source == "risk"
-                    and "deadman" in e.body.reason]
+            return [
+                e
+                for e in mesh.events()[stopped_at:]
+                if isinstance(e.body, E.CancelAll) and e.source == "risk" and "deadman" in e.body.reason
+            ]
 
         hit = wait_for(deadman, 30, "risk's CancelAll for the silent strategy")[0]
         evs = mesh.events()
         assert "strategy" in hit.body.reason
         # Silence is judged on the sequencer's clock: the CancelAll came at least deadman_ms after the last heartbeat.
-        last_hb = max(e.recv_ns for e in evs[:hit.seq] if isinstance(e.body, E.Heartbeat) and e.body.service == "strategy")
+        last_hb = max(
+            e.recv_ns for e in evs[: hit.seq] if isinstance(e.body, E.Heartbeat) and e.body.service == "strategy"
+        )
         assert hit.recv_ns - last_hb >= 1_500_000_000
         resting = open_children(evs[: hit.seq])
         # Every order resting when the switch fired is gone at the venue soon after (cancelled, or filled first).
         wait_for(lambda: not (resting & open_children(mesh.events())), 30, f"{len(resting)} resting orders cancelled")
         # And no order was approved while the strategy was silent.
-        assert not [e for e in mesh.events()[hit.seq:] if isinstance(e.body, E.RiskApproved)]
+        assert not [e for e in mesh.events()[hit.seq :] if isinstance(e.body, E.RiskApproved)]
     finally:
         os.kill(pid, signal.SIGCONT)
     resumed = len(mesh.events())

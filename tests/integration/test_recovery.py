@@ -26,20 +26,32 @@ STATEFUL = ("strategy", "risk", "router", "execution")
 
 
 def hashes_after(mesh: Mesh, service: str, seq: int) -> list[E.Sequenced]:
-    return [e for e in mesh.events() if isinstance(e.body, E.StateHash) and e.body.service == service and e.body.covers_seq > seq]
+    return [
+        e
+        for e in mesh.events()
+        if isinstance(e.body, E.StateHash) and e.body.service == service and e.body.covers_seq > seq
+    ]
 
 
 def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
-    mesh = Mesh(ALL, {
-        "feed": {"rate": 400.0, "seed": 11},
-        "logger": {"fsync": "none"},
-        "risk": {"max_open_orders": 200, "max_orders_per_second": 1000, "deadman_ms": 60000,
-                 "hash_every": 200, "snapshot_every": 1000},
-        "router": {"hash_every": 200, "snapshot_every": 1000},
-        "strategy": {"hash_every": 200, "snapshot_every": 1000},
-        "execution": {"hash_every": 200, "snapshot_every": 1000},
-        "verifier": {"snapshot_every": 1000},
-    })
+    mesh = Mesh(
+        ALL,
+        {
+            "feed": {"rate": 400.0, "seed": 11},
+            "logger": {"fsync": "none"},
+            "risk": {
+                "max_open_orders": 200,
+                "max_orders_per_second": 1000,
+                "deadman_ms": 60000,
+                "hash_every": 200,
+                "snapshot_every": 1000,
+            },
+            "router": {"hash_every": 200, "snapshot_every": 1000},
+            "strategy": {"hash_every": 200, "snapshot_every": 1000},
+            "execution": {"hash_every": 200, "snapshot_every": 1000},
+            "verifier": {"snapshot_every": 1000},
+        },
+    )
     try:
         mesh.start()
         wait_for(lambda: len(hashes_after(mesh, "execution", 0)) >= 2, 120, "first state hashes")
@@ -49,9 +61,17 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
             mesh.kill9(svc)
             try:
                 if svc in STATEFUL:
-                    wait_for(lambda: hashes_after(mesh, svc, before + 400), 120, f"{svc} publishing hashes after its restart")
+                    wait_for(
+                        lambda svc=svc, before=before: hashes_after(mesh, svc, before + 400),
+                        120,
+                        f"{svc} publishing hashes after its restart",
+                    )
                 else:
-                    wait_for(lambda: mesh.check()["last_seq"] > before + 1000, 120, f"the stream moving after {svc} restarted")
+                    wait_for(
+                        lambda before=before: mesh.check()["last_seq"] > before + 1000,
+                        120,
+                        f"the stream moving after {svc} restarted",
+                    )
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n--- {svc} log tail:\n{mesh.service_log(svc)[-3000:]}") from None
             assert {p: mesh.pid(p) for p in others} == others, f"killing {svc} restarted something else"
@@ -81,8 +101,20 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
 
         mesh.stop()  # the log stays; replaying it needs no running mesh competing for the 2 cores
         out = subprocess.run(
-            [sys.executable, "-m", "services.verifier", "--config", str(mesh.config_path), "--replay", "--verify", "--json"],
-            capture_output=True, text=True, timeout=300, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "services.verifier",
+                "--config",
+                str(mesh.config_path),
+                "--replay",
+                "--verify",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
         )
         rep = json.loads(out.stdout.strip().splitlines()[-1])
         assert rep["divergences"]["count"] == 0, rep
@@ -92,16 +124,28 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
 
 
 def test_an_order_placed_at_the_venue_while_execution_was_down_is_found_and_cancelled():
-    mesh = Mesh(["sequencer", "logger", "feed", "execution"], {"feed": {"rate": 300.0, "seed": 5}, "logger": {"fsync": "none"}})
+    mesh = Mesh(
+        ["sequencer", "logger", "feed", "execution"], {"feed": {"rate": 300.0, "seed": 5}, "logger": {"fsync": "none"}}
+    )
     try:
         mesh.start()
         wait_for(lambda: mesh.check()["last_seq"] > 300, 60, "market data flowing")
         res = mesh.ctl("stop", "execution")
         assert res.returncode == 0, res.stdout + res.stderr
         out = subprocess.run(
-            [sys.executable, "-m", "services.risk", "--config", str(mesh.config_path), "sim-inject",
-             "sim-a:BTCUSDT:BUY:1000000:1000:by-hand-1"],
-            capture_output=True, text=True, timeout=60, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "services.risk",
+                "--config",
+                str(mesh.config_path),
+                "sim-inject",
+                "sim-a:BTCUSDT:BUY:1000000:1000:by-hand-1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         assert mesh.ctl("start", "execution").returncode == 0
@@ -116,8 +160,10 @@ def test_an_order_placed_at_the_venue_while_execution_was_down_is_found_and_canc
         assert corr[0].body.what == "unknown_venue_order" and corr[0].body.venue == "sim-a"
         assert corr[0].seq < gone[0].seq
         # The reconcile request itself is in the log, so a replay reconciles the same way.
-        assert any(isinstance(e.body, E.OperatorCommand) and e.body.command == "reconcile" and e.source == "execution"
-                   for e in mesh.events())
+        assert any(
+            isinstance(e.body, E.OperatorCommand) and e.body.command == "reconcile" and e.source == "execution"
+            for e in mesh.events()
+        )
     finally:
         mesh.cleanup()
 
@@ -132,14 +178,20 @@ def test_real_capture_through_the_feed_survives_kills():
         pytest.skip(f"real capture {capture} absent")
     dry = subprocess.run(
         [sys.executable, "-m", "services.feed", "--source", "replay", "--file", str(capture), "--dry-run", "--json"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     expected = sum(json.loads(dry.stdout.strip().splitlines()[-1])["accepted"].values())
-    mesh = Mesh(["sequencer", "logger", "feed", "strategy"], {
-        "feed": {"source": "replay", "replay_files": [str(capture)], "replay_speed": 25.0},
-        "logger": {"fsync": "none"},
-        "strategy": {"hash_every": 500, "snapshot_every": 2000},
-    })
+    mesh = Mesh(
+        ["sequencer", "logger", "feed", "strategy"],
+        {
+            "feed": {"source": "replay", "replay_files": [str(capture)], "replay_speed": 25.0},
+            "logger": {"fsync": "none"},
+            "strategy": {"hash_every": 500, "snapshot_every": 2000},
+        },
+    )
     md = (E.BookSnapshot, E.BookDelta, E.Trade, E.BestBidOffer, E.GapDeclared)
     try:
         mesh.start()
@@ -155,12 +207,33 @@ def test_real_capture_through_the_feed_survives_kills():
         assert count() == expected
         intents = [e for e in evs if isinstance(e.body, E.OrderIntent)]
         assert intents and len({e.key for e in intents}) == len(intents)
-        wait_for(lambda: [e for e in mesh.events() if isinstance(e.body, E.StateHash) and e.body.covers_seq > evs[-1].seq - 2000
-                          and e.body.service == "strategy"], 60, "strategy hashes after its restart")
+        wait_for(
+            lambda: [
+                e
+                for e in mesh.events()
+                if isinstance(e.body, E.StateHash)
+                and e.body.covers_seq > evs[-1].seq - 2000
+                and e.body.service == "strategy"
+            ],
+            60,
+            "strategy hashes after its restart",
+        )
         mesh.stop()
         out = subprocess.run(
-            [sys.executable, "-m", "services.verifier", "--config", str(mesh.config_path), "--replay", "--verify", "--json"],
-            capture_output=True, text=True, timeout=300, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "services.verifier",
+                "--config",
+                str(mesh.config_path),
+                "--replay",
+                "--verify",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
         )
         rep = json.loads(out.stdout.strip().splitlines()[-1])
         assert rep["divergences"]["count"] == 0 and rep["checked"] >= 10, rep

@@ -21,7 +21,9 @@ def payload(seq: int, body: E._Body | None = None, source: str = "feed") -> byte
     )
 
 
-def write_log(d: Path, seqs: list[int], segment_bytes: int = SMALL_SEG, batch: int = 3, fsync: str = "none") -> dict[int, bytes]:
+def write_log(
+    d: Path, seqs: list[int], segment_bytes: int = SMALL_SEG, batch: int = 3, fsync: str = "none"
+) -> dict[int, bytes]:
     w = L.LogWriter(d, segment_bytes, fsync=fsync)
     written = {}
     for i in range(0, len(seqs), batch):
@@ -596,7 +598,9 @@ def test_indexed_range_reads_match_full_scans(tmp_path):
     from common import eventlog as L
 
     w = L.LogWriter(tmp_path, segment_bytes=20_000)
-    recs = [(s, E.encode(E.Sequenced(E.CODEC_VERSION, s, 1, s, "feed", s, "", s, s, E.Clock(s)))) for s in range(1, 3001)]
+    recs = [
+        (s, E.encode(E.Sequenced(E.CODEC_VERSION, s, 1, s, "feed", s, "", s, s, E.Clock(s)))) for s in range(1, 3001)
+    ]
     for i in range(0, len(recs), 37):
         w.append(recs[i : i + 37])
     assert len(L.list_segments(tmp_path)) > 3 and len(w.index) > 10

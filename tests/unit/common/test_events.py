@@ -22,7 +22,11 @@ I64_MIN = -(1 << 63)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Fields whose meaning is a small enum even where the Struct does not constrain it.
-ENUM_FIELDS = {"side": st.sampled_from(E.SIDES), "tif": st.sampled_from((E.GTC, E.IOC, E.FOK)), "liquidity": st.sampled_from((E.MAKER, E.TAKER))}
+ENUM_FIELDS = {
+    "side": st.sampled_from(E.SIDES),
+    "tif": st.sampled_from((E.GTC, E.IOC, E.FOK)),
+    "liquidity": st.sampled_from((E.MAKER, E.TAKER)),
+}
 
 levels = st.lists(
     st.tuples(st.integers(min_value=0, max_value=I64_MAX), st.integers(min_value=0, max_value=I64_MAX)), max_size=8
@@ -59,9 +63,7 @@ def _field_strategy(name: str, t: msgspec.inspect.Type) -> st.SearchStrategy:
     if isinstance(t, msgspec.inspect.TupleType):
         return st.tuples(*(_field_strategy("", x) for x in t.item_types))
     if isinstance(t, msgspec.inspect.DictType):
-        return st.dictionaries(
-            _field_strategy("", t.key_type), _field_strategy("", t.value_type), max_size=4
-        )
+        return st.dictionaries(_field_strategy("", t.key_type), _field_strategy("", t.value_type), max_size=4)
     raise AssertionError(f"no strategy for field {name!r} of type {t!r}: extend this test")
 
 
@@ -117,7 +119,9 @@ def _body_as_list(body: E._Body) -> list:
 
 
 def _clock_sequenced(**over: object) -> E.Sequenced:
-    fields = dict(v=E.CODEC_VERSION, seq=7, epoch=2, lamport=9, source="feed", source_seq=3, key="k", event_ns=11, recv_ns=12)
+    fields = dict(
+        v=E.CODEC_VERSION, seq=7, epoch=2, lamport=9, source="feed", source_seq=3, key="k", event_ns=11, recv_ns=12
+    )
     fields.update(over)
     return E.Sequenced(**fields, body=E.Clock(5))  # type: ignore[arg-type]
 
@@ -231,7 +235,19 @@ def test_empty_batch() -> None:
     assert E.encode_batch([]) == msgpack.packb([])
 
 
-@pytest.mark.parametrize("frame", [msgpack.packb({"a": 1}), msgpack.packb(5), msgpack.packb(b"xy"), msgpack.packb("s"), msgpack.packb(None), b"", b"\x92\x01", b"\xc1"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        msgpack.packb({"a": 1}),
+        msgpack.packb(5),
+        msgpack.packb(b"xy"),
+        msgpack.packb("s"),
+        msgpack.packb(None),
+        b"",
+        b"\x92\x01",
+        b"\xc1",
+    ],
+)
 def test_split_batch_rejects_non_list(frame: bytes) -> None:
     with pytest.raises(E.FrameError) as ei:
         E.split_batch(frame)
@@ -445,7 +461,10 @@ def test_deeply_nested_trailing_element_is_a_frame_error(which: str) -> None:
 # ---------------------------------------------------------------- book levels
 @SETTINGS
 @given(
-    lv=st.lists(st.tuples(st.integers(min_value=I64_MIN, max_value=I64_MAX), st.integers(min_value=I64_MIN, max_value=I64_MAX)), max_size=50)
+    lv=st.lists(
+        st.tuples(st.integers(min_value=I64_MIN, max_value=I64_MAX), st.integers(min_value=I64_MIN, max_value=I64_MAX)),
+        max_size=50,
+    )
 )
 def test_pack_unpack_levels(lv: list[tuple[int, int]]) -> None:
     buf = E.pack_levels(lv)

@@ -58,7 +58,9 @@ def test_parse_exact(text: str, scale: int, expected: int) -> None:
     assert Decimal(text) * (10**scale) == got
 
 
-@pytest.mark.parametrize(("text", "scale", "expected"), [("0.29000000", 2, 29), ("4.35", 2, 435), ("1.15000000", 2, 115)])
+@pytest.mark.parametrize(
+    ("text", "scale", "expected"), [("0.29000000", 2, 29), ("4.35", 2, 435), ("1.15000000", 2, 115)]
+)
 def test_parse_where_float_would_be_wrong(text: str, scale: int, expected: int) -> None:
     # Guard that these cases are meaningful: the naive float route truncates them wrongly.
     assert int(float(text) * 10**scale) != expected
@@ -67,7 +69,14 @@ def test_parse_where_float_would_be_wrong(text: str, scale: int, expected: int) 
 
 @pytest.mark.parametrize(
     ("text", "scale"),
-    [("0.001", 2), ("61837.635", 2), ("1.5", 0), ("0.0000000001", 8), ("1.000000001", 8), ("0.10000000000000000001", 18)],
+    [
+        ("0.001", 2),
+        ("61837.635", 2),
+        ("1.5", 0),
+        ("0.0000000001", 8),
+        ("1.000000001", 8),
+        ("0.10000000000000000001", 18),
+    ],
 )
 def test_precision_beyond_scale_rejected(text: str, scale: int) -> None:
     with pytest.raises(UnitError, match="precision"):
@@ -271,7 +280,9 @@ def test_scale_of_increment(text: str, expected: tuple[int, int]) -> None:
     assert scale_of_increment(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0", "0.0", "0.00000000", "", "abc", "-1", "-0.01", "1e-8", ".5", "0.0000000000000000001"])
+@pytest.mark.parametrize(
+    "text", ["0", "0.0", "0.00000000", "", "abc", "-1", "-0.01", "1e-8", ".5", "0.0000000000000000001"]
+)
 def test_scale_of_increment_rejects(text: str) -> None:
     with pytest.raises(UnitError):
         scale_of_increment(text)

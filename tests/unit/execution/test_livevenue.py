@@ -24,11 +24,15 @@ class Stream:
     def ev(self, body: E._Body, source: str = "router", dt_ms: int = 10) -> E.Sequenced:
         self.seq += 1
         self.t += dt_ms * MS
-        return E.Sequenced(E.CODEC_VERSION, self.seq, 1, self.seq, source, self.seq, f"k{self.seq}", self.t, self.t, body)
+        return E.Sequenced(
+            E.CODEC_VERSION, self.seq, 1, self.seq, source, self.seq, f"k{self.seq}", self.t, self.t, body
+        )
 
 
 def live_cfg() -> config.MeshConfig:
-    return config.from_dict({"execution": {"venue": "binance"}, "router": {"venues": [{"name": "binance", "fee_bps": 10}]}})
+    return config.from_dict(
+        {"execution": {"venue": "binance"}, "router": {"venues": [{"name": "binance", "fee_bps": 10}]}}
+    )
 
 
 def live_core() -> tuple[ExecutionCore, Stream]:
@@ -71,8 +75,13 @@ def test_reports_count_only_from_the_venue_itself():
 def test_a_report_seen_twice_is_applied_once():
     core, s = live_core()
     core.apply(s.ev(child("c1")))
-    for body in (E.OrderAck("binance", "c1", "9", SYM), fill("c1", 40_000, 60_000, "t1"),
-                 E.OrderAck("binance", "c1", "9", SYM), fill("c1", 40_000, 60_000, "t1"), fill("c1", 60_000, 0, "t2")):
+    for body in (
+        E.OrderAck("binance", "c1", "9", SYM),
+        fill("c1", 40_000, 60_000, "t1"),
+        E.OrderAck("binance", "c1", "9", SYM),
+        fill("c1", 40_000, 60_000, "t1"),
+        fill("c1", 60_000, 0, "t2"),
+    ):
         core.apply(s.ev(body, source="binance"))
     o = core.orders.get("c1")
     assert (o.state, o.filled) == ("filled", 100_000)
@@ -95,7 +104,9 @@ def test_reconcile_asks_for_a_snapshot_and_compares_it():
     core.apply(s.ev(E.OperatorCommand("reconcile", "", "execution"), source="execution"))
     assert core.take_actions() == [("snapshot",)]
     # First snapshot: the baseline, no corrections.
-    outs = core.apply(s.ev(E.VenueSnapshot("binance", [], {"BTC": 150_000_000, "USDT": 10**13}, True, ""), source="binance"))
+    outs = core.apply(
+        s.ev(E.VenueSnapshot("binance", [], {"BTC": 150_000_000, "USDT": 10**13}, True, ""), source="binance")
+    )
     assert outs == []
     core.apply(s.ev(child("c1")))
     core.apply(s.ev(E.OrderAck("binance", "c1", "9", SYM), source="binance"))
@@ -104,7 +115,9 @@ def test_reconcile_asks_for_a_snapshot_and_compares_it():
     # The venue holds c1 and one order nobody here placed; BTC moved as the fill says.
     foreign = client_order_id("not-ours")
     rows = [(client_order_id("c1"), SYM, E.BUY, 4_900_000, 100_000, 40_000), (foreign, SYM, E.SELL, 5_100_000, 1000, 0)]
-    outs = core.apply(s.ev(E.VenueSnapshot("binance", rows, {"BTC": 150_040_000, "USDT": 10**13}, True, ""), source="binance"))
+    outs = core.apply(
+        s.ev(E.VenueSnapshot("binance", rows, {"BTC": 150_040_000, "USDT": 10**13}, True, ""), source="binance")
+    )
     corr = [o.body for o in outs]
     assert [(c.what, c.child_id) for c in corr] == [("unknown_venue_order", foreign)]
     assert core.take_actions() == [("cancel_foreign", foreign, SYM)]
@@ -120,8 +133,12 @@ def test_reconcile_asks_for_a_snapshot_and_compares_it():
 def test_the_verifier_builds_the_live_core_and_it_replays_identically():
     cfg = live_cfg()
     s = Stream()
-    evs = [s.ev(child("c1")), s.ev(E.OrderAck("binance", "c1", "9", SYM), source="binance"),
-           s.ev(fill("c1", 40_000, 60_000, "t1"), source="binance"), s.ev(E.CancelAll("risk", SYM, "x"), source="risk")]
+    evs = [
+        s.ev(child("c1")),
+        s.ev(E.OrderAck("binance", "c1", "9", SYM), source="binance"),
+        s.ev(fill("c1", 40_000, 60_000, "t1"), source="binance"),
+        s.ev(E.CancelAll("risk", SYM, "x"), source="risk"),
+    ]
     hashes = []
     for _ in range(2):
         core = build_cores(cfg)["execution"][0]

@@ -1,4 +1,5 @@
-"""Reconciliation in the execution core: what a venue holds that the engine does not know is found, reported, cancelled."""
+"""Reconciliation in the execution core: what a venue holds that the engine does not know
+is found, reported, cancelled."""
 
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ class Stream:
     def ev(self, body: E._Body, dt_ms: int = 10) -> E.Sequenced:
         self.seq += 1
         self.t += dt_ms * MS
-        return E.Sequenced(E.CODEC_VERSION, self.seq, 1, self.seq, "test", self.seq, f"k{self.seq}", self.t, self.t, body)
+        return E.Sequenced(
+            E.CODEC_VERSION, self.seq, 1, self.seq, "test", self.seq, f"k{self.seq}", self.t, self.t, body
+        )
 
 
 def core_with_book() -> tuple[ExecutionCore, Stream]:
     cfg = config.from_dict({})
     core = ExecutionCore(cfg.execution, cfg.router, BUILTIN)
     s = Stream()
-    core.apply(s.ev(E.BookSnapshot("BTCUSDT", 1, E.pack_levels([(6_000_000, 100_000)]), E.pack_levels([(6_000_100, 100_000)]))))
+    core.apply(
+        s.ev(E.BookSnapshot("BTCUSDT", 1, E.pack_levels([(6_000_000, 100_000)]), E.pack_levels([(6_000_100, 100_000)])))
+    )
     return core, s
 
 

@@ -11,7 +11,9 @@ from common import events as E
 from services.sequencer.core import SOURCE, SequencerCore
 
 
-def frame(source: str, source_seq: int, lamport: int = 0, body: E._Body | None = None, key: str = "", event_ns: int = 5) -> bytes:
+def frame(
+    source: str, source_seq: int, lamport: int = 0, body: E._Body | None = None, key: str = "", event_ns: int = 5
+) -> bytes:
     return E.ingest(source, source_seq, lamport, key or f"{source}:{source_seq}", event_ns, body or E.Clock(source_seq))
 
 
