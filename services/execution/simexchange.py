@@ -94,6 +94,7 @@ import msgspec
 
 from common import events
 from common.accounting import Account, fee
+from common.book import PriceBook, levels_flat
 from common.events import BUY, FOK, GTC, IOC, MAKER, SELL, TAKER
 from common.units import SymbolTable
 
@@ -140,12 +141,13 @@ class Resting:
         return {name: getattr(self, name) for name in self._FIELDS}
 
 
-class _Book:
-    __slots__ = ("bids", "asks")
+class _Book(PriceBook):
+    """The venue's copy of the feed's levels (common.book: dicts, the touch on heaps).
 
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
+    The book walk of a taker order removes and reduces levels in the dicts
+    directly; PriceBook's touch stays right under removals."""
+
+    __slots__ = ()
 
     def side(self, side: int) -> dict[int, int]:
         return self.bids if side == BUY else self.asks
@@ -358,9 +360,7 @@ class SimExchange:
         self._order_no = int(st["order_no"])  # type: ignore[call-overload]
         self._fill_no = int(st["fill_no"])  # type: ignore[call-overload]
         for sym, b in st["books"].items():  # type: ignore[attr-defined]
-            book = self._book(sym)
-            book.bids = {int(p): int(q) for p, q in b["bids"]}
-            book.asks = {int(p): int(q) for p, q in b["asks"]}
+            self._book(sym).set_levels({int(p): int(q) for p, q in b["bids"]}, {int(p): int(q) for p, q in b["asks"]})
         feed: list = st["feed"]  # type: ignore[assignment]
         inflight: list = st["inflight"]  # type: ignore[assignment]
         self._feed = deque((int(d), int(n), _body_dec.decode(raw)) for d, n, raw in feed)
@@ -381,22 +381,17 @@ class SimExchange:
         resting = self._resting
         touched: set[tuple[int, int]] | None = None
         if isinstance(body, events.BookSnapshot):
-            book.bids = {p: q for p, q in events.unpack_levels(body.bids).tolist() if q > 0}
-            book.asks = {p: q for p, q in events.unpack_levels(body.asks).tolist() if q > 0}
+            fb, fa = levels_flat(body.bids), levels_flat(body.asks)
+            book.set_levels({p: q for p, q in zip(fb[::2], fb[1::2]) if q > 0},
+                            {p: q for p, q in zip(fa[::2], fa[1::2]) if q > 0})  # fmt: skip
         else:
             assert isinstance(body, events.BookDelta)
+            fb, fa = levels_flat(body.bids), levels_flat(body.asks)
+            book.apply_flat(fb, fa)  # qty 0 removes the level
             # The levels this delta touched matter only to resting orders of the queue model.
-            track = bool(resting) and self.fill_model != TOUCH
-            if track:
-                touched = set()
-            for side, buf, levels in ((BUY, body.bids, book.bids), (SELL, body.asks, book.asks)):
-                for p, q in events.unpack_levels(buf).tolist():
-                    if q > 0:
-                        levels[p] = q
-                    else:
-                        levels.pop(p, None)
-                    if track:
-                        touched.add((side, p))  # type: ignore[union-attr]
+            if resting and self.fill_model != TOUCH:
+                touched = {(BUY, p) for p in fb[::2]}
+                touched.update((SELL, p) for p in fa[::2])
         symbol = body.symbol  # type: ignore[attr-defined]
         if self.fill_model == TOUCH:
             self._fill_on_touch(book, symbol, t, out)
@@ -443,8 +438,7 @@ class SimExchange:
 
     def _fill_on_touch(self, book: _Book, symbol: str, t: int, out: list[Report]) -> None:
         """Touch model: every resting order the opposite best reaches fills in full at its limit."""
-        best_bid = max(book.bids) if book.bids else 0
-        best_ask = min(book.asks) if book.asks else 0
+        best_bid, best_ask = book.touch()
         touched = [
             r
             for r in self._resting.values()
@@ -501,8 +495,11 @@ class SimExchange:
         if c.post_only:
             # Rejected if any opposite level is within its limit (a post-only limit is never 0):
             # the best opposite price decides, no need to list and sort the crossing levels.
-            opp = book.opposite(c.side)
-            if opp and (min(opp) <= c.price if c.side == BUY else max(opp) >= c.price):
+            if c.side == BUY:
+                crosses = bool(book.asks) and book.best_ask_px() <= c.price
+            else:
+                crosses = bool(book.bids) and book.best_bid_px() >= c.price
+            if crosses:
                 self._reject(c, "post_only_would_cross", t, out)
                 return
             levels: list[int] = []

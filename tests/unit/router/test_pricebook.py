@@ -53,3 +53,44 @@ def test_book_matches_the_dict_model(updates, n, packed) -> None:
         assert book.levels(True, n) == want_b and book.levels(False, n) == want_a
     again = PriceBook.from_dump(book.dump())
     assert again.dump() == book.dump() and again.touch() == book.touch()
+
+
+deep_update = st.tuples(
+    st.lists(st.tuples(st.integers(1, 400), st.integers(0, 3)), max_size=60),
+    st.lists(st.tuples(st.integers(1, 400), st.integers(0, 3)), max_size=60),
+    st.booleans(),
+)
+
+
+@SETTINGS
+@given(
+    updates=st.lists(deep_update, min_size=1, max_size=12),
+    n=st.integers(1, 12),
+    removals=st.lists(st.integers(1, 400), max_size=20),
+)
+def test_deep_book_top_n_and_direct_removals(updates, n, removals) -> None:
+    """The heap path of levels() (n well below the depth), and dict entries removed directly
+    (the simulated exchange's book walk does that) are never reported again."""
+    book = PriceBook()
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    for i, u in enumerate(updates):
+        ub, ua, snapshot = u
+        if i % 2:
+            book.apply_flat([x for lv in ub for x in lv], [x for lv in ua for x in lv]) if not snapshot else \
+                book.apply(ub, ua, True)
+        else:
+            book.apply(ub, ua, snapshot)
+        model_apply(bids, asks, u)
+    for px in removals:
+        for side, mine in ((book.bids, bids), (book.asks, asks)):
+            if px in mine:
+                del side[px]
+                del mine[px]
+    bp, ap = sorted(bids), sorted(asks)
+    assert book.levels(True, n) == [(p, bids[p]) for p in reversed(bp[-n:])]
+    assert book.levels(False, n) == [(p, asks[p]) for p in ap[:n]]
+    assert book.touch() == (bp[-1] if bp else 0, ap[0] if ap else 0)
+    other = PriceBook()
+    other.set_levels(dict(bids), dict(asks))
+    assert other.dump() == book.dump() and other.top(n) == book.top(n)
