@@ -8,16 +8,18 @@ Most book events insert or remove levels anywhere in a deep book (measured
 on the BTCUSDT captures: 80% of level updates), while most readers want only
 the touch. So each side is a dict, plus a heap of its prices for the best
 (lazy: a removed price leaves the heap when it reaches the top, and the
-heap is rebuilt when stale entries outnumber live ones). The best n levels
-come off a copy of the heap; only a full dump sorts a side. Removing levels
-from the dicts directly (as the simulated exchange's book walk does) keeps
-every answer right: the heaps skip prices no longer in the dict.
+heap is rebuilt when stale entries outnumber live ones), plus a sorted price
+list built only when someone asks for more than the touch (the router's
+routes, a state dump) and kept until the next change. Removing levels from
+the dicts directly keeps every answer right: the heaps and the sorted list
+skip prices no longer in the dict.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from bisect import bisect_left, insort
 from heapq import heapify, heappop, heappush
 
 from common.events import unpack_levels
@@ -41,19 +43,22 @@ def _pairs(flat: list[int]) -> Iterable[tuple[int, int]]:
 
 
 class PriceBook:
-    __slots__ = ("bids", "asks", "_bh", "_ah")
+    __slots__ = ("bids", "asks", "_bh", "_ah", "_bs", "_as")
 
     def __init__(self) -> None:
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self._bh: list[int] = []  # heap of NEGATED bid prices (may hold prices no longer in bids)
         self._ah: list[int] = []  # heap of ask prices (may hold prices no longer in asks)
+        self._bs: list[int] | None = None  # bid prices ascending: built when asked for, dropped on a change
+        self._as: list[int] | None = None  # ask prices ascending, likewise
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self._bh.clear()
         self._ah.clear()
+        self._bs = self._as = None
 
     def apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]], snapshot: bool = False) -> None:
         """Set each (price, qty) level; qty 0 removes it. A snapshot replaces the book."""
@@ -80,8 +85,10 @@ class PriceBook:
         heapify(self._bh)
         self._ah = list(asks)
         heapify(self._ah)
+        self._bs = self._as = None
 
     def _apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
+        self._bs = self._as = None
         side, heap = self.bids, self._bh
         for px, qty in bids:
             if qty > 0:
@@ -142,26 +149,23 @@ class PriceBook:
         bb, ba = self.best_bid_px(), self.best_ask_px()
         return bool(bb and ba and bb >= ba)
 
+    def _sorted(self, bid_side: bool) -> list[int]:
+        """One side's prices ascending (kept until the next change; levels removed from the
+        dict directly since are dropped from it)."""
+        side = self.bids if bid_side else self.asks
+        ps = self._bs if bid_side else self._as
+        if ps is None or len(ps) != len(side):
+            ps = sorted(side) if ps is None else [p for p in ps if p in side]
+            if bid_side:
+                self._bs = ps
+            else:
+                self._as = ps
+        return ps
+
     def _best_prices(self, bid_side: bool, n: int) -> list[int]:
         """One side's best n prices, best first (list-slice semantics for n <= 0, as always)."""
-        side = self.bids if bid_side else self.asks
-        if n <= 0 or n * 8 >= len(side):
-            ps = sorted(side)
-            return ps[-n:][::-1] if bid_side else ps[:n]
-        # The n best of a deep side: pop them off a copy of its heap (skipping removed
-        # prices and the duplicates a re-added price leaves) instead of sorting it all.
-        heap = (self._bh if bid_side else self._ah).copy()
-        out: list[int] = []
-        last = None
-        while heap and len(out) < n:
-            k = heappop(heap)
-            if k == last:
-                continue
-            last = k
-            px = -k if bid_side else k
-            if px in side:
-                out.append(px)
-        return out
+        ps = self._sorted(bid_side)
+        return ps[-n:][::-1] if bid_side else ps[:n]
 
     def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The best n levels of each side, best first."""
@@ -174,10 +178,73 @@ class PriceBook:
 
     def dump(self) -> dict[str, list[list[int]]]:
         bids, asks = self.bids, self.asks
-        return {"bids": [[p, bids[p]] for p in sorted(bids)], "asks": [[p, asks[p]] for p in sorted(asks)]}
+        return {
+            "bids": [[p, bids[p]] for p in self._sorted(True)],
+            "asks": [[p, asks[p]] for p in self._sorted(False)],
+        }
 
     @classmethod
     def from_dump(cls, d: dict[str, list[list[int]]]) -> PriceBook:
         b = cls()
         b.load(d["bids"], d["asks"])
         return b
+
+
+class SortedBook(PriceBook):
+    """A PriceBook that keeps each side's prices sorted at every change, for a reader that wants
+    the best n levels often (the router, at every route). Each sorted list keeps its side's best
+    price LAST (bids ascending, asks as negated prices ascending): a level inserted or removed
+    near the touch, where a live book changes most, moves only the few entries above it.
+    Same answers as PriceBook; its levels must change only through apply / set_levels."""
+
+    __slots__ = ("_bp", "_an")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bp: list[int] = []  # bid prices ascending; the best bid is the last
+        self._an: list[int] = []  # NEGATED ask prices ascending; the best ask is -last
+
+    def clear(self) -> None:
+        super().clear()
+        self._bp.clear()
+        self._an.clear()
+
+    def set_levels(self, bids: dict[int, int], asks: dict[int, int]) -> None:
+        self.bids = bids
+        self.asks = asks
+        self._bp = sorted(bids)
+        self._an = sorted(-px for px in asks)
+
+    def _apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
+        side, keys = self.bids, self._bp
+        for px, qty in bids:
+            if qty > 0:
+                if px not in side:
+                    insort(keys, px)
+                side[px] = qty
+            elif px in side:
+                del side[px]
+                del keys[bisect_left(keys, px)]
+        side, keys = self.asks, self._an
+        for px, qty in asks:
+            if qty > 0:
+                if px not in side:
+                    insort(keys, -px)
+                side[px] = qty
+            elif px in side:
+                del side[px]
+                del keys[bisect_left(keys, -px)]
+
+    def best_bid_px(self) -> int:
+        return self._bp[-1] if self._bp else 0
+
+    def best_ask_px(self) -> int:
+        return -self._an[-1] if self._an else 0
+
+    def _sorted(self, bid_side: bool) -> list[int]:
+        return list(self._bp) if bid_side else [-k for k in reversed(self._an)]
+
+    def _best_prices(self, bid_side: bool, n: int) -> list[int]:
+        if n > 0:
+            return self._bp[-n:][::-1] if bid_side else [-k for k in self._an[-n:][::-1]]
+        return super()._best_prices(bid_side, n)

@@ -94,7 +94,7 @@ import msgspec
 
 from common import events
 from common.accounting import Account, fee
-from common.book import PriceBook, levels_flat
+from common.book import levels_flat
 from common.events import BUY, FOK, GTC, IOC, MAKER, SELL, TAKER
 from common.units import SymbolTable
 
@@ -141,13 +141,12 @@ class Resting:
         return {name: getattr(self, name) for name in self._FIELDS}
 
 
-class _Book(PriceBook):
-    """The venue's copy of the feed's levels (common.book: dicts, the touch on heaps).
+class _Book:
+    __slots__ = ("bids", "asks")
 
-    The book walk of a taker order removes and reduces levels in the dicts
-    directly; PriceBook's touch stays right under removals."""
-
-    __slots__ = ()
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
 
     def side(self, side: int) -> dict[int, int]:
         return self.bids if side == BUY else self.asks
@@ -360,7 +359,9 @@ class SimExchange:
         self._order_no = int(st["order_no"])  # type: ignore[call-overload]
         self._fill_no = int(st["fill_no"])  # type: ignore[call-overload]
         for sym, b in st["books"].items():  # type: ignore[attr-defined]
-            self._book(sym).set_levels({int(p): int(q) for p, q in b["bids"]}, {int(p): int(q) for p, q in b["asks"]})
+            book = self._book(sym)
+            book.bids = {int(p): int(q) for p, q in b["bids"]}
+            book.asks = {int(p): int(q) for p, q in b["asks"]}
         feed: list = st["feed"]  # type: ignore[assignment]
         inflight: list = st["inflight"]  # type: ignore[assignment]
         self._feed = deque((int(d), int(n), _body_dec.decode(raw)) for d, n, raw in feed)
@@ -382,12 +383,18 @@ class SimExchange:
         touched: set[tuple[int, int]] | None = None
         if isinstance(body, events.BookSnapshot):
             fb, fa = levels_flat(body.bids), levels_flat(body.asks)
-            book.set_levels({p: q for p, q in zip(fb[::2], fb[1::2]) if q > 0},
-                            {p: q for p, q in zip(fa[::2], fa[1::2]) if q > 0})  # fmt: skip
+            book.bids = {p: q for p, q in zip(fb[::2], fb[1::2]) if q > 0}
+            book.asks = {p: q for p, q in zip(fa[::2], fa[1::2]) if q > 0}
         else:
             assert isinstance(body, events.BookDelta)
             fb, fa = levels_flat(body.bids), levels_flat(body.asks)
-            book.apply_flat(fb, fa)  # qty 0 removes the level
+            for levels, flat in ((book.bids, fb), (book.asks, fa)):
+                it = iter(flat)
+                for p, q in zip(it, it):
+                    if q > 0:
+                        levels[p] = q
+                    else:
+                        levels.pop(p, None)
             # The levels this delta touched matter only to resting orders of the queue model.
             if resting and self.fill_model != TOUCH:
                 touched = {(BUY, p) for p in fb[::2]}
@@ -438,7 +445,8 @@ class SimExchange:
 
     def _fill_on_touch(self, book: _Book, symbol: str, t: int, out: list[Report]) -> None:
         """Touch model: every resting order the opposite best reaches fills in full at its limit."""
-        best_bid, best_ask = book.touch()
+        best_bid = max(book.bids) if book.bids else 0
+        best_ask = min(book.asks) if book.asks else 0
         touched = [
             r
             for r in self._resting.values()
@@ -495,11 +503,8 @@ class SimExchange:
         if c.post_only:
             # Rejected if any opposite level is within its limit (a post-only limit is never 0):
             # the best opposite price decides, no need to list and sort the crossing levels.
-            if c.side == BUY:
-                crosses = bool(book.asks) and book.best_ask_px() <= c.price
-            else:
-                crosses = bool(book.bids) and book.best_bid_px() >= c.price
-            if crosses:
+            opp = book.opposite(c.side)
+            if opp and (min(opp) <= c.price if c.side == BUY else max(opp) >= c.price):
                 self._reject(c, "post_only_would_cross", t, out)
                 return
             levels: list[int] = []

@@ -1,4 +1,4 @@
-"""common.book.PriceBook (the router's and risk's book) against a plain dict model, on random updates."""
+"""common.book's PriceBook (risk's, the feed's) and SortedBook (the router's) against a plain dict model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import events
-from common.book import PriceBook
+from common.book import PriceBook, SortedBook
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -28,9 +28,14 @@ def model_apply(bids: dict[int, int], asks: dict[int, int], u) -> None:
 
 
 @SETTINGS
-@given(updates=st.lists(update, max_size=15), n=st.integers(-3, 8), packed=st.booleans())
-def test_book_matches_the_dict_model(updates, n, packed) -> None:
-    book = PriceBook()
+@given(
+    updates=st.lists(update, max_size=15),
+    n=st.integers(-3, 8),
+    packed=st.booleans(),
+    cls=st.sampled_from([PriceBook, SortedBook]),
+)
+def test_book_matches_the_dict_model(updates, n, packed, cls) -> None:
+    book = cls()
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     for u in updates:
@@ -51,8 +56,11 @@ def test_book_matches_the_dict_model(updates, n, packed) -> None:
         want_a = [(p, asks[p]) for p in ap[:n]]
         assert book.top(n) == (want_b, want_a)
         assert book.levels(True, n) == want_b and book.levels(False, n) == want_a
-    again = PriceBook.from_dump(book.dump())
+    again = cls.from_dump(book.dump())
     assert again.dump() == book.dump() and again.touch() == book.touch()
+    other = cls()
+    other.set_levels(dict(bids), dict(asks))
+    assert other.dump() == book.dump() and other.top(n) == book.top(n) and other.touch() == book.touch()
 
 
 deep_update = st.tuples(
