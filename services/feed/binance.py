@@ -76,6 +76,9 @@ D_SNAPSHOT_TOO_OLD = "snapshot_too_old"  # older than the first buffered diff
 D_BUFFER_OVERFLOW = "buffer_overflow"
 D_UNSYNCED_AT_END = "unsynced_at_end"  # buffered, and no snapshot ever came
 D_NO_SYMBOL = "snapshot_without_symbol"
+# A depth5/10/20 partial book while the symbol's diff-depth book is synced: the
+# partial would replace a full-depth book with 20 levels every 100 ms.
+D_PARTIAL_SYNCED = "partial_depth_while_synced"
 
 _MS = 1_000_000
 _LOG_FIRST = 20  # log every reject of a reason up to this many, then every 1000th
@@ -468,6 +471,10 @@ class Normalizer:
         asks = _levels(spec, _field(d, "asks"), allow_zero=False)
         if bids and asks and max(p for p, _ in bids) >= min(p for p, _ in asks):
             raise Reject(R_CROSSED_BOOK, "partial depth is crossed")
+        sync = self.syncs.get(spec.symbol)
+        if sync is not None and sync.state == SYNCED:
+            self._drop(D_PARTIAL_SYNCED)
+            return
         t_ns = _opt_ms(d, "E") or local_ns
         self._accept(out, t_ns, BookSnapshot(spec.symbol, uid, pack_levels(bids), pack_levels(asks)))
 

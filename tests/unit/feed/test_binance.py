@@ -247,3 +247,23 @@ def test_stale_diffs_are_dropped_not_rejected():
     n2.finish()
     assert n2.counters.dropped == {"unsynced_at_end": 1}
     assert n2.counters.settled() == n2.counters.lines == 1
+
+
+def test_depth20_partial_is_dropped_and_counted_while_the_diff_book_is_synced():
+    diff = first_line(BTC, "depth@100ms")
+    ts, msg = _split(diff)
+    d = msg["data"]
+    n = Normalizer()
+    n.feed_line(diff)
+    n.feed_line(_line(ts + 1, {"lastUpdateId": d["U"] - 1, "bids": [["1.00", "1.0"]], "asks": [["999999.00", "1.0"]]}))
+    partial = {
+        "stream": "btcusdt@depth20@100ms",
+        "data": {"lastUpdateId": d["u"] + 1, "bids": [["100.01", "0.5"]], "asks": [["100.02", "0.25"]]},
+    }
+    assert n.feed_line(_line(ts + 2, partial)) == []
+    assert n.counters.dropped == {binance.D_PARTIAL_SYNCED: 1}
+    assert n.counters.accepted == {"BookSnapshot": 1, "BookDelta": 1}
+    # A malformed partial is still a reject with its reason, not a silent drop.
+    partial["data"]["bids"] = [["100.05", "0.5"]]
+    assert n.feed_line(_line(ts + 3, partial)) == []
+    assert n.counters.rejected == {binance.R_CROSSED_BOOK: 1}
