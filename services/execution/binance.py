@@ -183,8 +183,9 @@ class Credentials:
                 name, sep, value = line.partition("=")
                 if sep and not name.strip().startswith("#"):
                     values[name.strip()] = value.strip().strip("'\"")
-        return cls.from_env({k.upper() if k.upper().startswith("BINANCE_") else "BINANCE_" + k.upper(): v
-                             for k, v in values.items()})
+        return cls.from_env(
+            {k.upper() if k.upper().startswith("BINANCE_") else "BINANCE_" + k.upper(): v for k, v in values.items()}
+        )
 
     @classmethod
     def load(cls, path: str = "", env: Mapping[str, str] | None = None) -> Credentials:
@@ -340,8 +341,10 @@ class BinanceAdapter:
         self.last_error = ""
 
     def __repr__(self) -> str:
-        return (f"BinanceAdapter(venue={self.cfg.venue!r}, rest_base={self.cfg.rest_base!r}, "
-                f"ws_base={self.cfg.ws_base!r}, tracked={len(self._tracks)})")
+        return (
+            f"BinanceAdapter(venue={self.cfg.venue!r}, rest_base={self.cfg.rest_base!r}, "
+            f"ws_base={self.cfg.ws_base!r}, tracked={len(self._tracks)})"
+        )
 
     __str__ = __repr__
 
@@ -561,8 +564,18 @@ class BinanceAdapter:
         tr.unknown = False
         return [OrderAck(self.cfg.venue, tr.child_id, tr.venue_order_id, tr.symbol)]
 
-    def _fill(self, tr: _Track, spec: SymbolSpec, price: str, qty: str, commission: Any, asset: Any,
-              trade_id: str, liquidity: int, venue_order_id: str = "") -> list[Any]:
+    def _fill(
+        self,
+        tr: _Track,
+        spec: SymbolSpec,
+        price: str,
+        qty: str,
+        commission: Any,
+        asset: Any,
+        trade_id: str,
+        liquidity: int,
+        venue_order_id: str = "",
+    ) -> list[Any]:
         if trade_id in tr.trades:
             return []
         px, q = spec.price(price), spec.qty(qty)
@@ -618,16 +631,32 @@ class BinanceAdapter:
             return []
         out: list[Any] = []
         for t in r.data:
-            out += self._fill(tr, spec, t["price"], t["qty"], t.get("commission"), t.get("commissionAsset"),
-                              str(t["id"]), MAKER if t.get("isMaker") else TAKER)
+            out += self._fill(
+                tr,
+                spec,
+                t["price"],
+                t["qty"],
+                t.get("commission"),
+                t.get("commissionAsset"),
+                str(t["id"]),
+                MAKER if t.get("isMaker") else TAKER,
+            )
         return out
 
     def _apply_order(self, tr: _Track, spec: SymbolSpec, data: Mapping[str, Any], *, taker_fills: bool) -> list[Any]:
         """An order's state as REST reports it (new-order response, query, cancel) -> events."""
         out = self._ack(tr, str(data.get("orderId", "")))
         for f in data.get("fills") or ():
-            out += self._fill(tr, spec, f["price"], f["qty"], f.get("commission"), f.get("commissionAsset"),
-                              str(f["tradeId"]), TAKER if taker_fills else MAKER)
+            out += self._fill(
+                tr,
+                spec,
+                f["price"],
+                f["qty"],
+                f.get("commission"),
+                f.get("commissionAsset"),
+                str(f["tradeId"]),
+                TAKER if taker_fills else MAKER,
+            )
         status = data.get("status", "")
         if "executedQty" in data:
             executed = spec.qty(data["executedQty"])
@@ -720,8 +749,14 @@ class BinanceAdapter:
                 return []
             if state == "failed":
                 tr.unknown = True
-                return [OrderRejected(self.cfg.venue, tr.child_id, tr.symbol,
-                                      f"STATUS_UNKNOWN:could not look the order up: {self.last_error}")]
+                return [
+                    OrderRejected(
+                        self.cfg.venue,
+                        tr.child_id,
+                        tr.symbol,
+                        f"STATUS_UNKNOWN:could not look the order up: {self.last_error}",
+                    )
+                ]
         params = {
             "symbol": child.symbol,
             "side": SIDE_NAME[child.side],
@@ -804,8 +839,30 @@ class BinanceAdapter:
         self._count("cancel_failures")
         return False, r.reason
 
-    def restore(self, child_id: str, symbol: str, side: int, qty: int, *, acked: bool, venue_order_id: str,
-                filled: int, trade_ids: list[str]) -> None:
+    def status(self, child_id: str) -> str:
+        """What this process knows of an order: "untracked", "unknown" (sent, outcome not known),
+        "never_arrived" (it was unknown and the venue can no longer accept it), "acked", or "terminal"."""
+        tr = self._tracks.get(self._by_child.get(child_id) or self.cid_for(child_id))
+        if tr is None:
+            return "untracked"
+        if tr.unknown:
+            return "unknown"
+        if tr.terminal and not tr.acked and tr.filled == 0 and tr.sent_ms:
+            return "never_arrived"
+        return "acked" if tr.acked and not tr.terminal else "terminal"
+
+    def restore(
+        self,
+        child_id: str,
+        symbol: str,
+        side: int,
+        qty: int,
+        *,
+        acked: bool,
+        venue_order_id: str,
+        filled: int,
+        trade_ids: list[str],
+    ) -> None:
         """Seed the dedup gate with what the log already holds for an order (after a restart),
         so a re-query reports only what is new."""
         tr = self._track(self.cid_for(child_id), child_id, symbol, side, qty)
@@ -858,19 +915,21 @@ class BinanceAdapter:
             for o in r.data:
                 cid = str(o.get("clientOrderId", ""))
                 tr = self._tracks.get(cid)
-                out.append({
-                    "child_id": tr.child_id if tr else "",
-                    "client_order_id": cid,
-                    "venue_order_id": str(o.get("orderId", "")),
-                    "symbol": o.get("symbol", symbol),
-                    "side": BUY if o.get("side") == "BUY" else SELL,
-                    "type": o.get("type", ""),
-                    "tif": o.get("timeInForce", ""),
-                    "status": o.get("status", ""),
-                    "price": spec.price(o.get("price", "0")),
-                    "qty": spec.qty(o.get("origQty", "0")),
-                    "filled": spec.qty(o.get("executedQty", "0")),
-                })
+                out.append(
+                    {
+                        "child_id": tr.child_id if tr else "",
+                        "client_order_id": cid,
+                        "venue_order_id": str(o.get("orderId", "")),
+                        "symbol": o.get("symbol", symbol),
+                        "side": BUY if o.get("side") == "BUY" else SELL,
+                        "type": o.get("type", ""),
+                        "tif": o.get("timeInForce", ""),
+                        "status": o.get("status", ""),
+                        "price": spec.price(o.get("price", "0")),
+                        "qty": spec.qty(o.get("origQty", "0")),
+                        "filled": spec.qty(o.get("executedQty", "0")),
+                    }
+                )
             return out
         except Exception as exc:  # noqa: BLE001
             self.last_error = f"INTERNAL:{type(exc).__name__}"
@@ -899,8 +958,11 @@ class BinanceAdapter:
         """Start the websocket reader (it fetches its own listenKey)."""
         if self._stream is None:
             self._stream = UserStream(
-                self.cfg.ws_base, self._provide_listen_key, timeout_s=self.cfg.timeout_s,
-                backoff_min_s=self.cfg.reconnect_min_s, backoff_max_s=self.cfg.reconnect_max_s,
+                self.cfg.ws_base,
+                self._provide_listen_key,
+                timeout_s=self.cfg.timeout_s,
+                backoff_min_s=self.cfg.reconnect_min_s,
+                backoff_max_s=self.cfg.reconnect_max_s,
             )
             self._stream.start()
 
@@ -1027,8 +1089,9 @@ class BinanceAdapter:
         if x == "NEW":
             return self._ack(tr, vid)
         if x == "TRADE":
-            return self._fill(tr, spec, ev["L"], ev["l"], ev.get("n"), ev.get("N"), str(ev["t"]),
-                              MAKER if ev.get("m") else TAKER, vid)
+            return self._fill(
+                tr, spec, ev["L"], ev["l"], ev.get("n"), ev.get("N"), str(ev["t"]), MAKER if ev.get("m") else TAKER, vid
+            )
         leaves = max(spec.qty(ev.get("q", "0")) - spec.qty(ev.get("z", "0")), 0)
         if x == "CANCELED":
             out = self._ack(tr, vid) + self._catch_up_fills(tr, spec, spec.qty(ev.get("z", "0")))

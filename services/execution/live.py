@@ -23,6 +23,12 @@ The core (core.py + livevenue.py) decides; this shell performs. Rules:
   holds (ack, venue order id, filled qty, trade ids) and queried, so fills
   that happened while the process was down are reported once, and a cancel
   or a risk CancelAll the log asked for while the shell was down is sent.
+* An ambiguous answer (the POST timed out or failed with 5xx, and the lookup
+  failed too) is not a reject: the order may be working at the venue. It is
+  sequenced as a Correction `status_unknown`, the order stays `new`, the
+  adapter keeps looking it up, and what it finds is reported (an ack and
+  fills, or -- once the request can no longer land, recvWindow past -- an
+  OrderRejected `NEVER_ARRIVED`).
 * Reconcile: the core asks for a venue snapshot (open orders, balances);
   the shell sequences what the venue says as a VenueSnapshot and the core
   compares it with the log (Corrections, cancelling orders the log does not
@@ -114,6 +120,7 @@ class LiveExecution(CoreService):
         self.sent = SentTable(cfg.run_dir / "execution" / f"sent-{self.venue}.log")
         self._n = 0
         self._owed: list[tuple[Any, ...]] = []
+        self._unknown: dict[str, str] = {}  # child id -> symbol, outcome not known yet
 
     # ------------------------------------------------------------ event loop
     def on_event(self, seq: int, raw: bytes) -> None:
@@ -128,6 +135,19 @@ class LiveExecution(CoreService):
 
     def on_idle(self) -> None:
         self._publish(self.adapter.poll_user_stream())
+        for child_id, symbol in list(self._unknown.items()):
+            status = self.adapter.status(child_id)
+            if status == "unknown":
+                continue
+            del self._unknown[child_id]
+            if status == "never_arrived":
+                self._publish(
+                    [
+                        events.OrderRejected(
+                            self.venue, child_id, symbol, "NEVER_ARRIVED:not at the venue after its recvWindow"
+                        )
+                    ]
+                )
         for k, v in self.adapter.counters().items():
             self.counters[f"{self.venue}:{k}"] = v
 
@@ -252,7 +272,12 @@ class LiveExecution(CoreService):
 
     def _publish(self, bodies: list[Any]) -> None:
         for body in bodies:
-            if isinstance(body, CancelFailed):
+            if isinstance(body, events.OrderRejected) and body.reason.startswith("STATUS_UNKNOWN"):
+                self._unknown[body.child_id] = body.symbol
+                body = events.Correction(
+                    self.name, "status_unknown", self.venue, body.symbol, body.child_id, body.reason
+                )
+            elif isinstance(body, CancelFailed):
                 body = events.CancelRejected(body.venue, body.child_id, body.symbol, f"{body.code}:{body.reason}")
             self._n += 1
             key = f"{self.venue}:{os.getpid()}:{self._n}:{type(body).__name__}:{getattr(body, 'child_id', '')}"

@@ -122,6 +122,19 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         wait_for(lambda: from_venue(mesh, E.OrderAck, "c3"), 60, "c3 sent late")
         assert server.order_count() == 3 and server.count("POST", "/api/v3/order") == 3
 
+        # An ambiguous answer is not a reject: the POST is processed but answered 503, the lookup fails
+        # too; the order stays pending, is looked up again, and its ack is reported.
+        server.inject(503, path="/api/v3/order", count=2, process=True)
+        router.send(child("c4", price=4_600_000), time.time_ns(), "router-test:c4")
+        wait_for(lambda: from_venue(mesh, E.OrderAck, "c4"), 60, "c4 found after an ambiguous answer")
+        unknown = [e.body for e in mesh.events() if isinstance(e.body, E.Correction) and e.body.child_id == "c4"]
+        assert [c.what for c in unknown] == ["status_unknown"] and not from_venue(mesh, E.OrderRejected, "c4")
+        # Never processed, lookup failed: once the request can no longer land it is rejected as such.
+        server.inject(503, path="/api/v3/order", count=2, process=False)
+        router.send(child("c5", price=4_600_000), time.time_ns(), "router-test:c5")
+        rej = wait_for(lambda: from_venue(mesh, E.OrderRejected, "c5"), 60, "c5 rejected as never arrived")
+        assert rej[0].body.reason.startswith("NEVER_ARRIVED") and client_order_id("c5") not in server.orders
+
         # An order placed at the venue by hand: reported and cancelled by the next reconcile.
         creds = Credentials(Secret(API_KEY), Secret(API_SECRET))
         with BinanceAdapter(BinanceConfig(rest_base=server.rest_url), creds) as by_hand:
@@ -149,17 +162,17 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         assert risk.flush(30)
         risk.close()
         wait_for(
-            lambda: from_venue(mesh, E.OrderCancelled, "c2") and from_venue(mesh, E.OrderCancelled, "c3"),
+            lambda: all(from_venue(mesh, E.OrderCancelled, c) for c in ("c2", "c3", "c4")),
             60,
-            "c2 and c3 cancelled",
+            "c2, c3 and c4 cancelled",
         )
         assert not [o for o in server.all_orders if o.open]
 
         # A replay with no venue rebuilds the same book of orders and position.
         core = replay(mesh)
-        o1, o2, o3 = (core.orders.get(c) for c in ("c1", "c2", "c3"))
+        o1, o2, o3, o4, o5 = (core.orders.get(c) for c in ("c1", "c2", "c3", "c4", "c5"))
         assert (o1.state, o1.filled) == ("filled", 100_000)
-        assert o2.state == o3.state == "cancelled"
+        assert o2.state == o3.state == o4.state == "cancelled" and o5.state == "rejected"
         assert core.account.positions[SYM].position == 100_000
         assert core.orders.counters["illegal"] == 0, core.orders.counters
         # The adapter, re-seeded from the log after each restart, reports every fact once: strategy and
