@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from common import events
-from common.hotpath.venue import venue_levels_into
+from common.hotpath.venue import venue_levels_into, venue_sides_into
 from common.router_config import VenueConfig
 from common.units import SymbolSpec
 
@@ -26,16 +26,29 @@ def venue_levels(packed: bytes, venue: VenueConfig, spec: SymbolSpec, delta: boo
     return out[:m].tobytes()
 
 
+def _venue_sides(bids: bytes, asks: bytes, venue: VenueConfig, spec: SymbolSpec, delta: bool) -> tuple[bytes, bytes]:
+    """(venue_levels(bids, ...), venue_levels(asks, ...)) with one kernel call."""
+    if len(bids) % 16 or len(asks) % 16:
+        events.unpack_levels(bids)  # raises the FrameError of a torn (price, qty) pair
+        events.unpack_levels(asks)
+    fb = np.frombuffer(bids, events.LEVEL_DTYPE)
+    fa = np.frombuffer(asks, events.LEVEL_DTYPE)
+    out = np.empty(len(fb) + len(fa), np.int64)
+    mb, ma = venue_sides_into(fb, fa, out, venue.price_offset_ticks * spec.tick, venue.size_pct, spec.step, delta)
+    nb = len(fb)
+    return (out[:mb].tobytes() if bids else bids), (out[nb : nb + ma].tobytes() if asks else asks)
+
+
 def venue_market(body: events._Body, venue: VenueConfig, spec: SymbolSpec) -> events._Body | None:
     """The venue's version of a feed market-data event (None if nothing is left of it)."""
     if venue.price_offset_ticks == 0 and venue.size_pct == 100:
         return body
     if isinstance(body, events.BookSnapshot):
-        return events.BookSnapshot(body.symbol, body.update_id, venue_levels(body.bids, venue, spec, False),
-                                   venue_levels(body.asks, venue, spec, False))
+        bids, asks = _venue_sides(body.bids, body.asks, venue, spec, False)
+        return events.BookSnapshot(body.symbol, body.update_id, bids, asks)
     if isinstance(body, events.BookDelta):
-        return events.BookDelta(body.symbol, body.first_id, body.last_id, venue_levels(body.bids, venue, spec, True),
-                                venue_levels(body.asks, venue, spec, True))
+        bids, asks = _venue_sides(body.bids, body.asks, venue, spec, True)
+        return events.BookDelta(body.symbol, body.first_id, body.last_id, bids, asks)
     if isinstance(body, events.Trade):
         px = body.price + venue.price_offset_ticks * spec.tick
         qty = body.qty * venue.size_pct // 100 // spec.step * spec.step

@@ -782,6 +782,33 @@ def on_book_delta(state, book, params, lv, start, n, ts):
 
 
 @njit(cache=True)
+def fill_level_rows(lv, bids, asks):
+    """Flat (price, qty) int64 pairs of both sides (as packed on the wire) -> rows
+    lv[0:n] = (side, px, qty), bids first; returns n. lv holds >= n rows."""
+    n = 0
+    for i in range(0, bids.shape[0] - 1, 2):
+        lv[n, LV_SIDE] = SIDE_BID
+        lv[n, LV_PX] = bids[i]
+        lv[n, LV_QTY] = bids[i + 1]
+        n += 1
+    for i in range(0, asks.shape[0] - 1, 2):
+        lv[n, LV_SIDE] = SIDE_ASK
+        lv[n, LV_PX] = asks[i]
+        lv[n, LV_QTY] = asks[i + 1]
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def on_book_levels(state, book, params, lv, bids, asks, ts, snapshot):
+    """on_book_snapshot (snapshot != 0) or on_book_delta of a book event given as its
+    flat (price, qty) pairs per side: the rows are built in lv (a reusable buffer of
+    >= (len(bids) + len(asks)) / 2 rows), then the same kernel runs. One call per event."""
+    n = fill_level_rows(lv, bids, asks)
+    return _on_book(state, book, params, lv, 0, n, ts, 1 if snapshot else 0)
+
+
+@njit(cache=True)
 def on_trade(state, book, params, px, qty, buyer_is_maker, ts):
     """Feed one public trade: VPIN ring, distance histogram, multiplier.
     Returns ACT_CANCEL_ALL when flow turns toxic with quotes live."""

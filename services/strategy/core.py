@@ -21,7 +21,7 @@ import numpy as np
 from common import events
 from common.config import StrategyConfig
 from common.core import Output, outputs_for, parent_of
-from common.hotpath import default_params, dtypes, kernels, new_book, new_state
+from common.hotpath import default_params, dtypes, kernels, new_book, new_levels, new_state
 from common.units import SymbolTable
 
 D = dtypes
@@ -87,6 +87,7 @@ class SymbolBook:
         # a level dropped for capacity never comes back, so a shallow book goes
         # wrong once the price walks through it.
         self.book = new_book(capacity)
+        self.lv = new_levels(64)  # level-row scratch of book events (grows with the largest event)
 
 
 class StrategyCore:
@@ -111,9 +112,18 @@ class StrategyCore:
             sb = self.books.get(b.symbol)  # type: ignore[union-attr]
             if sb is None:
                 return []
-            lv, n = level_rows(b.bids, b.asks)  # type: ignore[union-attr]
-            fn = kernels.on_book_snapshot if t is events.BookSnapshot else kernels.on_book_delta
-            act = fn(sb.state, sb.book, sb.params, lv, 0, n, ev.event_ns)
+            bids, asks = b.bids, b.asks  # type: ignore[union-attr]
+            if len(bids) % 16 or len(asks) % 16:
+                level_rows(bids, asks)  # raises the FrameError of a torn (price, qty) pair
+            rows = (len(bids) + len(asks)) >> 4
+            if rows > len(sb.lv):
+                sb.lv = new_levels(max(rows, 2 * len(sb.lv)))
+            # One kernel call: the rows are built from the packed levels inside it, then
+            # on_book_snapshot / on_book_delta's own body runs.
+            act = kernels.on_book_levels(
+                sb.state, sb.book, sb.params, sb.lv, np.frombuffer(bids, events.LEVEL_DTYPE),
+                np.frombuffer(asks, events.LEVEL_DTYPE), ev.event_ns, t is events.BookSnapshot,
+            )  # fmt: skip
             return self._act(ev, b.symbol, sb, act)  # type: ignore[union-attr]
         if isinstance(b, events.Trade):
             sb = self.books.get(b.symbol)

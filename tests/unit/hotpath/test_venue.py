@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import events
-from common.hotpath.venue import venue_levels_into
+from common.hotpath.venue import venue_levels_into, venue_sides_into
 from common.router_config import VenueConfig
 from common.units import BUILTIN, SymbolSpec
 from common.venues import venue_levels, venue_market
@@ -61,3 +61,27 @@ def test_empty_and_whole_book_removed() -> None:
     body = events.BookDelta("BTCUSDT", 1, 2, gone, b"")
     vb = venue_market(body, venue, spec)
     assert isinstance(vb, events.BookDelta) and vb.bids == b"" and vb.asks == b""
+
+
+@SETTINGS
+@given(
+    bids=levels_st,
+    asks=levels_st,
+    offset=st.integers(-50, 50),
+    size_pct=st.integers(1, 300),
+    delta=st.booleans(),
+)
+def test_both_sides_in_one_call_equal_one_side_at_a_time(bids, asks, offset, size_pct, delta) -> None:
+    spec = BUILTIN["BTCUSDT"]
+    if offset == 0 and size_pct == 100:
+        size_pct = 99  # venue_market passes the feed's own event through unchanged
+    venue = VenueConfig(name="v", fee_bps=0, price_offset_ticks=offset, size_pct=size_pct)
+    pb, pa = events.pack_levels(bids), events.pack_levels(asks)
+    want = (numpy_reference(pb, venue, spec, delta), numpy_reference(pa, venue, spec, delta))
+    body = events.BookDelta("BTCUSDT", 1, 2, pb, pa) if delta else events.BookSnapshot("BTCUSDT", 1, pb, pa)
+    vb = venue_market(body, venue, spec)
+    assert (vb.bids, vb.asks) == want
+    fb, fa = np.frombuffer(pb, dtype=np.int64), np.frombuffer(pa, dtype=np.int64)
+    out = np.zeros(len(fb) + len(fa), dtype=np.int64)
+    mb, ma = venue_sides_into.py_func(fb, fa, out, offset * spec.tick, size_pct, spec.step, delta)
+    assert (out[:mb].tobytes(), out[len(fb) : len(fb) + ma].tobytes()) == want
