@@ -28,13 +28,28 @@ from common.events import unpack_levels
 _LITTLE = sys.byteorder == "little"  # the wire's int64 are little-endian; memoryview reads native
 
 
+# The last few levels_flat results by the identity of their buffer: the same BookDelta
+# reaches several books in one process (risk, router and the first simulated venue in a
+# backtest or a replay), and its bytes are immutable, so the answer is the same.
+_recent: dict[int, tuple[bytes, list[int]]] = {}
+
+
 def levels_flat(buf: bytes) -> list[int]:
-    """Packed little-endian int64 (price, qty) pairs -> [p0, q0, p1, q1, ...] (checked as unpack_levels)."""
+    """Packed little-endian int64 (price, qty) pairs -> [p0, q0, p1, q1, ...] (checked as unpack_levels).
+
+    The list may be shared with other callers: read it, never change it."""
     if not buf:
         return []
-    if len(buf) % 16 or not _LITTLE:
+    hit = _recent.get(id(buf))
+    if hit is not None and hit[0] is buf:
+        return hit[1]
+    if len(buf) % 16 or not _LITTLE or type(buf) is not bytes:  # only immutable bytes are remembered
         return unpack_levels(buf).reshape(-1).tolist()  # raises FrameError on a torn pair
-    return memoryview(buf).cast("q").tolist()
+    flat = memoryview(buf).cast("q").tolist()
+    if len(_recent) >= 8:
+        _recent.clear()
+    _recent[id(buf)] = (buf, flat)
+    return flat
 
 
 def _pairs(flat: list[int]) -> Iterable[tuple[int, int]]:

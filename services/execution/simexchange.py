@@ -380,7 +380,7 @@ class SimExchange:
             return
         book = self._book(body.symbol)  # type: ignore[attr-defined]
         resting = self._resting
-        touched: set[tuple[int, int]] | None = None
+        touched: tuple[set[int], set[int]] | None = None  # (bid prices, ask prices) a delta named
         if isinstance(body, events.BookSnapshot):
             fb, fa = levels_flat(body.bids), levels_flat(body.asks)
             book.bids = {p: q for p, q in zip(fb[::2], fb[1::2]) if q > 0}
@@ -397,16 +397,21 @@ class SimExchange:
                         levels.pop(p, None)
             # The levels this delta touched matter only to resting orders of the queue model.
             if resting and self.fill_model != TOUCH:
-                touched = {(BUY, p) for p in fb[::2]}
-                touched.update((SELL, p) for p in fa[::2])
-        symbol = body.symbol  # type: ignore[attr-defined]
+                touched = (set(fb[::2]), set(fa[::2]))
         if self.fill_model == TOUCH:
-            self._fill_on_touch(book, symbol, t, out)
+            self._fill_on_touch(book, body.symbol, t, out)  # type: ignore[attr-defined]
             return
+        if not resting:
+            return
+        symbol = body.symbol  # type: ignore[attr-defined]
+        bids, asks = book.bids, book.asks
         for r in resting.values():
-            if r.symbol != symbol or (touched is not None and (r.side, r.price) not in touched):
+            if r.symbol != symbol:
                 continue
-            level = book.side(r.side).get(r.price, 0)
+            buy = r.side == BUY
+            if touched is not None and r.price not in touched[0 if buy else 1]:
+                continue
+            level = (bids if buy else asks).get(r.price, 0)
             if level < r.queue_ahead:
                 r.queue_ahead = level
 

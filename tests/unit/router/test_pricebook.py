@@ -102,3 +102,21 @@ def test_deep_book_top_n_and_direct_removals(updates, n, removals) -> None:
     other = PriceBook()
     other.set_levels(dict(bids), dict(asks))
     assert other.dump() == book.dump() and other.top(n) == book.top(n)
+
+
+def test_levels_flat_reads_packed_levels_exactly() -> None:
+    import pytest
+
+    from common.book import levels_flat
+
+    levels = [(1, 2), (3, (1 << 62) + 5), (7, 0)]
+    packed = events.pack_levels(levels)
+    assert levels_flat(packed) == [x for lv in levels for x in lv]
+    assert levels_flat(packed) is levels_flat(packed)  # the same immutable buffer: read once
+    buf = bytearray(packed)
+    first = levels_flat(buf)
+    buf[0] = 9  # a mutable buffer is never remembered
+    assert levels_flat(buf) != first and levels_flat(buf)[0] == 9
+    assert levels_flat(b"") == []
+    with pytest.raises(events.FrameError):
+        levels_flat(packed[:-8])
