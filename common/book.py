@@ -18,12 +18,11 @@ skip prices no longer in the dict.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
 from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
 from heapq import heapify, heappop, heappush
 
 from common.events import unpack_levels
-
 
 _LITTLE = sys.byteorder == "little"  # the wire's int64 are little-endian; memoryview reads native
 
@@ -54,7 +53,7 @@ def levels_flat(buf: bytes) -> list[int]:
 
 def _pairs(flat: list[int]) -> Iterable[tuple[int, int]]:
     it = iter(flat)
-    return zip(it, it)
+    return zip(it, it, strict=True)
 
 
 class PriceBook:

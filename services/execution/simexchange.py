@@ -383,14 +383,14 @@ class SimExchange:
         touched: tuple[set[int], set[int]] | None = None  # (bid prices, ask prices) a delta named
         if isinstance(body, events.BookSnapshot):
             fb, fa = levels_flat(body.bids), levels_flat(body.asks)
-            book.bids = {p: q for p, q in zip(fb[::2], fb[1::2]) if q > 0}
-            book.asks = {p: q for p, q in zip(fa[::2], fa[1::2]) if q > 0}
+            book.bids = {p: q for p, q in zip(fb[::2], fb[1::2], strict=True) if q > 0}
+            book.asks = {p: q for p, q in zip(fa[::2], fa[1::2], strict=True) if q > 0}
         else:
             assert isinstance(body, events.BookDelta)
             fb, fa = levels_flat(body.bids), levels_flat(body.asks)
             for levels, flat in ((book.bids, fb), (book.asks, fa)):
                 it = iter(flat)
-                for p, q in zip(it, it):
+                for p, q in zip(it, it, strict=True):
                     if q > 0:
                         levels[p] = q
                     else:

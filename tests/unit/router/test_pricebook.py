@@ -84,9 +84,8 @@ def test_deep_book_top_n_and_direct_removals(updates, n, removals) -> None:
     asks: dict[int, int] = {}
     for i, u in enumerate(updates):
         ub, ua, snapshot = u
-        if i % 2:
-            book.apply_flat([x for lv in ub for x in lv], [x for lv in ua for x in lv]) if not snapshot else \
-                book.apply(ub, ua, True)
+        if i % 2 and not snapshot:
+            book.apply_flat([x for lv in ub for x in lv], [x for lv in ua for x in lv])
         else:
             book.apply(ub, ua, snapshot)
         model_apply(bids, asks, u)
