@@ -104,6 +104,9 @@ class OrderIntent(_Body, tag=10):
     tif: Annotated[int, msgspec.Meta(ge=0, le=2)] = GTC
     post_only: bool = False
     algo: str = ""  # routing algorithm; "" = the router's default for the symbol
+    # The sequencer's stamp (recv_ns) of the event the intent answers: risk refuses an
+    # intent sequenced too long after it (a restarted strategy's late outputs).
+    cause_recv_ns: NonNeg = 0
 
 
 class CancelIntent(_Body, tag=11):

@@ -36,6 +36,10 @@ class RiskConfig:
     max_open_orders: int = 20  # parent orders open at once, all symbols
     max_orders_per_second: int = 100  # approvals in any sliding 1 s of event time
     check_increments: bool = True  # reject prices off the tick grid / qty off the lot grid
+    # An intent sequenced more than this after the event it answers (sequencer clock) is
+    # stale: a strategy restarted after a crash sends, late, what it decided while down.
+    # 0 = no limit.
+    max_intent_age_ms: int = 1000
 
     # ---- Tier 2: circuit breaker (soft pause; cleared by daily reset or reset-breaker)
     max_consecutive_losses: int = 5  # losing round trips in a row
@@ -65,6 +69,8 @@ class RiskConfig:
             v = getattr(self, f.name)
             if f.type in ("int", int) and (isinstance(v, bool) or not isinstance(v, int)):
                 raise ValueError(f"risk.{f.name}: expected an integer, got {v!r}")
+        if self.max_intent_age_ms < 0:
+            raise ValueError(f"risk.max_intent_age_ms must be >= 0, got {self.max_intent_age_ms}")
         if self.max_loss >= 0:
             raise ValueError(f"risk.max_loss must be negative, got {self.max_loss}")
         for name in (

@@ -114,9 +114,10 @@ R_POSITION = "position_limit"
 R_NOTIONAL = "notional"
 R_OPEN_ORDERS = "max_open_orders"
 R_RATE = "rate_limit"
+R_STALE = "stale_intent"
 REASONS = (
     R_KILL, R_BREAKER, R_DEADMAN, R_UNKNOWN_SYMBOL, R_DUPLICATE, R_TICK, R_LOT, R_MAX_QTY,
-    R_SPREAD, R_POSITION, R_NOTIONAL, R_OPEN_ORDERS, R_RATE,
+    R_SPREAD, R_POSITION, R_NOTIONAL, R_OPEN_ORDERS, R_RATE, R_STALE,
 )
 
 # Operator commands understood here.
@@ -361,6 +362,10 @@ class RiskCore:
 
     def _check(self, it: E.OrderIntent) -> tuple[str, str]:
         cfg = self.cfg
+        if it.cause_recv_ns and cfg.max_intent_age_ms:
+            age_ms = (self.now_ns - it.cause_recv_ns) // 1_000_000
+            if age_ms > cfg.max_intent_age_ms:
+                return R_STALE, f"sequenced {age_ms} ms after the event it answers > {cfg.max_intent_age_ms} ms"
         if self.kill:
             return R_KILL, self.kill
         if self.breaker:

@@ -203,7 +203,9 @@ class StrategyCore:
                 new_id = f"{self.name}.{symbol}.{ev.seq}.{'b' if side == events.BUY else 'a'}"
                 self.orders[new_id] = Order(symbol, side, px, qty)
                 live[side] = new_id
-                bodies.append(events.OrderIntent(self.name, symbol, new_id, side, px, qty, events.GTC, True))
+                bodies.append(
+                    events.OrderIntent(self.name, symbol, new_id, side, px, qty, events.GTC, True, "", ev.recv_ns)
+                )
                 self.counters["intents"] += 1
         return outputs_for(self.name, ev, bodies)
 

@@ -150,6 +150,17 @@ def test_strategy_restart_does_not_repeat_an_intent(mesh):
     for e in intents:
         cause = int(e.key.split(":")[2])
         assert cause < e.seq
+    # What the restarted strategy decided while it was down reaches risk late; each such intent
+    # (sequenced > max_intent_age_ms after its cause) is refused as stale, never approved.
+    evs = mesh.events()
+    decided = {e.body.order_id: e.body for e in evs if isinstance(e.body, (E.RiskApproved, E.RiskRejected))}
+    limit = mesh.cfg.risk.max_intent_age_ms * 1_000_000
+    late = [e for e in intents if e.recv_ns - e.body.cause_recv_ns > limit and e.body.order_id in decided]
+    assert late, "the restart produced no late intent to judge"
+    assert all(
+        isinstance(decided[e.body.order_id], E.RiskRejected) and decided[e.body.order_id].reason == "stale_intent"
+        for e in late
+    )
 
 
 def open_children(evs) -> set[str]:
