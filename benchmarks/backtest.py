@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("ATOMIC_MESH_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-spot")))
+DATA = Path(
+    os.environ.get("ATOMIC_MESH_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-spot"))
+)
 CAPTURE = [DATA / "btcusdt_20240808.gz", DATA / "btcusdt_20240809.gz"]
 PILOT = 20_000
 

@@ -358,7 +358,7 @@ class RouterCore:
         if not weights:  # nothing inside the limit anywhere: rest it all at the best venue
             self._child(ap.order_id, best, ap.qty, out)
             return
-        for name, q in zip(names, split_lots(ap.qty, step, weights)):
+        for name, q in zip(names, split_lots(ap.qty, step, weights), strict=True):
             if q > 0:
                 self._child(ap.order_id, name, q, out)
 
