@@ -104,7 +104,7 @@ def gen_trades(n, seed):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit  # no cache: numba would not notice a change in the kernels module it calls
 def drive_book(state, book, params, lv, starts, counts, ts, i0, i1):
     nq = 0
     for i in range(i0, i1):
@@ -113,7 +113,7 @@ def drive_book(state, book, params, lv, starts, counts, ts, i0, i1):
     return nq
 
 
-@njit(cache=True)
+@njit  # no cache: numba would not notice a change in the kernels module it calls
 def drive_trade(state, book, params, px, qty, bim, ts, i0, i1):
     nc = 0
     for i in range(i0, i1):
@@ -122,7 +122,7 @@ def drive_trade(state, book, params, px, qty, bim, ts, i0, i1):
     return nc
 
 
-@njit(cache=True)
+@njit  # no cache: numba would not notice a change in the kernels module it calls
 def drive_tick(state, book, params, lv, starts, counts, ts, px, qty, bim, fside, fqty, i0, i1):
     nq = 0
     for i in range(i0, i1):

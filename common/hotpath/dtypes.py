@@ -63,8 +63,9 @@ MODEL_AS = 1  # Avellaneda-Stoikov, rolling-horizon form
 # --------------------------------------------------------------------------
 # book array: int64 2-D, shape (1 + 2*cap, 2)
 #   row 0            : header  [n_bids, n_asks]
-#   rows 1 .. cap    : bids, best (highest) first
-#   rows 1+cap .. 2cap: asks, best (lowest) first
+#   rows 1 .. n_bids          : bids, worst first, best (highest) last
+#   rows 1+cap .. cap+n_asks  : asks, worst first, best (lowest) last
+#   (best last: the levels that change most, at the touch, shift few rows)
 #   columns          : BK_PX, BK_QTY
 # cap is derived from the shape: cap = (book.shape[0] - 1) // 2.
 # --------------------------------------------------------------------------

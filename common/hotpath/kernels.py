@@ -297,20 +297,24 @@ def book_clear(book):
 def book_set_level(book, side, px, qty):
     """Set one level (qty 0 removes it). Returns 1 if the book changed.
 
-    Binary search on the side's sorted rows, then an in-place shift. When
-    the side is full, a new level worse than every kept level is dropped
-    and a better one evicts the worst (the book keeps the best cap)."""
+    A side's rows are stored worst first, best last, so the levels that
+    change most -- at the touch -- shift only the few rows above them.
+    Binary search, then an in-place shift. When the side is full, a new
+    level worse than every kept level is dropped, and a better one first
+    drops the worst cap // 8 levels (at least one) in a single shift, so a
+    full book does not move every row on each insert: a side holds between
+    cap - cap // 8 and cap levels, always the best ones."""
     cap = (book.shape[0] - 1) // 2
     base = 1 + side * cap
     n = book[0, side]
-    # sort key ascending: asks by px, bids by -px
-    key = px if side == SIDE_ASK else -px
+    # sort key ascending = worst to best: bids by px, asks by -px
+    key = px if side == SIDE_BID else -px
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
         mpx = book[base + mid, BK_PX]
-        mk = mpx if side == SIDE_ASK else -mpx
+        mk = mpx if side == SIDE_BID else -mpx
         if mk < key:
             lo = mid + 1
         else:
@@ -330,15 +334,25 @@ def book_set_level(book, side, px, qty):
     if found:
         book[base + i, BK_QTY] = qty
         return 1
-    if i >= cap:
-        return 0
-    top = n if n < cap else cap - 1  # rows kept below the insert point
-    for j in range(top, i, -1):
+    if n >= cap:
+        if i == 0:
+            return 0  # worse than every kept level
+        drop = cap >> 3
+        if drop < 1:
+            drop = 1
+        if drop > i:
+            drop = i  # never drop a level better than the new one
+        for j in range(drop, n):
+            book[base + j - drop, BK_PX] = book[base + j, BK_PX]
+            book[base + j - drop, BK_QTY] = book[base + j, BK_QTY]
+        n -= drop
+        i -= drop
+    for j in range(n, i, -1):
         book[base + j, BK_PX] = book[base + j - 1, BK_PX]
         book[base + j, BK_QTY] = book[base + j - 1, BK_QTY]
     book[base + i, BK_PX] = px
     book[base + i, BK_QTY] = qty
-    book[0, side] = top + 1
+    book[0, side] = n + 1
     return 1
 
 
@@ -366,10 +380,11 @@ def book_apply_rows(book, lv, start, n, snapshot):
 @njit(cache=True)
 def best_px(book, side):
     """Best price of a side, NO_PRICE if empty."""
-    if book[0, side] == 0:
+    n = book[0, side]
+    if n == 0:
         return NO_PRICE
     cap = (book.shape[0] - 1) // 2
-    return book[1 + side * cap, BK_PX]
+    return book[side * cap + n, BK_PX]
 
 
 @njit(cache=True)
@@ -388,7 +403,7 @@ def book_valid(book):
     if book[0, 0] == 0 or book[0, 1] == 0:
         return 0
     cap = (book.shape[0] - 1) // 2
-    return 1 if book[1, BK_PX] < book[1 + cap, BK_PX] else 0
+    return 1 if book[book[0, 0], BK_PX] < book[cap + book[0, 1], BK_PX] else 0
 
 
 @njit(cache=True)
@@ -397,20 +412,20 @@ def spread(book):
     if book[0, 0] == 0 or book[0, 1] == 0:
         return NO_PRICE
     cap = (book.shape[0] - 1) // 2
-    return book[1 + cap, BK_PX] - book[1, BK_PX]
+    return book[cap + book[0, 1], BK_PX] - book[book[0, 0], BK_PX]
 
 
 @njit(cache=True)
 def depth_qty(book, side, levels):
     """Total qty of the best `levels` levels of a side (saturating)."""
     cap = (book.shape[0] - 1) // 2
-    base = 1 + side * cap
+    top = side * cap + book[0, side]  # row of the best level
     m = book[0, side]
     if levels < m:
         m = levels
     s = 0
     for i in range(m):
-        s += book[base + i, BK_QTY]
+        s += book[top - i, BK_QTY]
         if s > I64_SAT:
             s = I64_SAT
     return s
@@ -431,13 +446,15 @@ def weighted_vols(book, levels):
     if na > levels:
         na = levels
     bv = 0
+    btop = book[0, 0]
     for i in range(nb):
-        bv += (levels - i) * book[1 + i, BK_QTY]
+        bv += (levels - i) * book[btop - i, BK_QTY]
         if bv > I64_SAT:
             bv = I64_SAT
     av = 0
+    atop = cap + book[0, 1]
     for i in range(na):
-        av += (levels - i) * book[1 + cap + i, BK_QTY]
+        av += (levels - i) * book[atop - i, BK_QTY]
         if av > I64_SAT:
             av = I64_SAT
     return bv, av
@@ -457,9 +474,8 @@ def fair_and_imbalance(book, levels):
     pass over the weighted volumes; (NO_PRICE, 0) on an invalid book."""
     if book_valid(book) == 0:
         return NO_PRICE, 0
-    cap = (book.shape[0] - 1) // 2
-    bb = book[1, BK_PX]
-    ba = book[1 + cap, BK_PX]
+    bb = best_bid(book)
+    ba = best_ask(book)
     bv, av, total = _sat_vols(book, levels)
     if total <= 0:
         return bb + (ba - bb) // 2, 0
@@ -681,9 +697,8 @@ def make_quote(state, book, params):
     quoted (invalid book, no size)."""
     if book_valid(book) == 0 or state[S_FAIR] == NO_PRICE:
         return ACT_NONE
-    cap = (book.shape[0] - 1) // 2
-    bb = book[1, BK_PX]
-    ba = book[1 + cap, BK_PX]
+    bb = best_bid(book)
+    ba = best_ask(book)
     fair = state[S_FAIR]
     tick = params[P_TICK]
     center2, width = _centre_width(state, params, fair)
@@ -842,8 +857,7 @@ def on_trade(state, book, params, px, qty, buyer_is_maker, ts):
         state[S_BUY_VOL] += qty
     d = -1
     if book_valid(book) != 0:
-        cap = (book.shape[0] - 1) // 2
-        x = 2 * px - book[1, BK_PX] - book[1 + cap, BK_PX]
+        x = 2 * px - best_bid(book) - best_ask(book)
         if x < 0:
             x = -x
         d = x // (2 * params[P_TICK])

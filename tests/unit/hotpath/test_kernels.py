@@ -27,7 +27,8 @@ def snap(book, *levels):
 def side_levels(book, side):
     cap = (book.shape[0] - 1) // 2
     base = 1 + side * cap
-    return [tuple(book[base + i]) for i in range(book[0, side])]
+    n = book[0, side]
+    return [tuple(book[base + n - 1 - i]) for i in range(n)]  # best first (stored best last)
 
 
 def feed(state, book, params, *levels, ts=0, snapshot=True):
@@ -103,6 +104,21 @@ def test_capacity_keeps_best_levels():
     K.book_apply_rows(b, lv, 0, 3, 0)
     assert side_levels(b, BID) == [(101, 9), (100, 1), (99, 2)]  # 98 evicted, 50 dropped
     assert [p for p, _ in side_levels(b, ASK)] == [110, 112]
+
+
+def test_a_full_side_drops_its_worst_eighth_at_once_to_make_room():
+    b = new_book(64)
+    snap(b, *[(BID, 1000 - i, 1) for i in range(64)], (ASK, 2000, 1))
+    assert len(side_levels(b, BID)) == 64
+    K.book_apply_rows(b, rows((BID, 900, 5)), 0, 1, 0)  # worse than every kept level: dropped
+    assert len(side_levels(b, BID)) == 64 and side_levels(b, BID)[-1] == (937, 1)
+    K.book_apply_rows(b, rows((BID, 1001, 7)), 0, 1, 0)  # better: the worst 8 go, then it goes in
+    got = side_levels(b, BID)
+    assert got[0] == (1001, 7) and len(got) == 57 and got[-1] == (945, 1)
+    # Room is left: the next inserts shift no deep rows and keep the best levels.
+    for px in (1002, 1003):
+        K.book_apply_rows(b, rows((BID, px, 1)), 0, 1, 0)
+    assert [p for p, _ in side_levels(b, BID)][:3] == [1003, 1002, 1001] and len(side_levels(b, BID)) == 59
 
 
 # --------------------------------------------------------------------------

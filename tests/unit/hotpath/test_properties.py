@@ -93,8 +93,8 @@ def check_book(book):
         px = book[1 + side * cap : 1 + side * cap + n, D.BK_PX]
         qty = book[1 + side * cap : 1 + side * cap + n, D.BK_QTY]
         assert (qty > 0).all()
-        steps = np.diff(px)
-        assert (steps < 0).all() if side == D.SIDE_BID else (steps > 0).all()
+        steps = np.diff(px)  # stored worst first, best last
+        assert (steps > 0).all() if side == D.SIDE_BID else (steps < 0).all()
 
 
 def step(state, book, params, ev, lv, i):
