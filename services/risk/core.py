@@ -363,9 +363,9 @@ class RiskCore:
     def _check(self, it: E.OrderIntent) -> tuple[str, str]:
         cfg = self.cfg
         if it.cause_recv_ns and cfg.max_intent_age_ms:
-            age_ms = (self.now_ns - it.cause_recv_ns) // 1_000_000
-            if age_ms > cfg.max_intent_age_ms:
-                return R_STALE, f"sequenced {age_ms} ms after the event it answers > {cfg.max_intent_age_ms} ms"
+            age_ns = self.now_ns - it.cause_recv_ns
+            if age_ns > cfg.max_intent_age_ms * 1_000_000:
+                return R_STALE, f"sequenced {age_ns} ns after the event it answers > {cfg.max_intent_age_ms} ms"
         if self.kill:
             return R_KILL, self.kill
         if self.breaker:

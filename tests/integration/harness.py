@@ -169,6 +169,16 @@ class Mesh:
                 n += 1
         return n
 
+    def replay_verify(self) -> dict[str, Any]:
+        """`python -m services.verifier --replay --verify --json` over this mesh's log: its JSON summary."""
+        import json
+
+        cmd = [sys.executable, "-m", "services.verifier", "--config", str(self.config_path)]
+        out = subprocess.run(
+            [*cmd, "--replay", "--verify", "--json"], capture_output=True, text=True, timeout=300, cwd=REPO
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     def check(self) -> dict[str, Any]:
         import json
 

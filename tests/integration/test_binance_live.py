@@ -22,7 +22,6 @@ the mesh by a test producer, as the router would. What is checked:
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -179,23 +178,7 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         # risk, which read fills from the stream, see no duplicate either.
         assert core.live.counters["duplicate_reports"] == 0, core.live.counters
         mesh.stop()
-        rep = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "services.verifier",
-                "--config",
-                str(mesh.config_path),
-                "--replay",
-                "--verify",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=REPO,
-        )
-        summary = json.loads(rep.stdout.strip().splitlines()[-1])
+        summary = mesh.replay_verify()
         assert summary["divergences"]["count"] == 0 and summary["checked"] > 5, summary
         for f in [*mesh.run.rglob("*.log"), *mesh.log_dir.rglob("*")]:
             if f.is_file():

@@ -100,23 +100,7 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
         assert epochs == [1, 2]
 
         mesh.stop()  # the log stays; replaying it needs no running mesh competing for the 2 cores
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "services.verifier",
-                "--config",
-                str(mesh.config_path),
-                "--replay",
-                "--verify",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=REPO,
-        )
-        rep = json.loads(out.stdout.strip().splitlines()[-1])
+        rep = mesh.replay_verify()
         assert rep["divergences"]["count"] == 0, rep
         assert rep["checked"] >= 20, rep
     finally:
@@ -219,23 +203,7 @@ def test_real_capture_through_the_feed_survives_kills():
             "strategy hashes after its restart",
         )
         mesh.stop()
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "services.verifier",
-                "--config",
-                str(mesh.config_path),
-                "--replay",
-                "--verify",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=REPO,
-        )
-        rep = json.loads(out.stdout.strip().splitlines()[-1])
+        rep = mesh.replay_verify()
         assert rep["divergences"]["count"] == 0 and rep["checked"] >= 10, rep
     finally:
         mesh.cleanup()

@@ -470,8 +470,8 @@ def test_stale_intent_trips_and_a_fresh_one_passes():
     t = r.t + 10 * SEC
     fresh = E.OrderIntent("strategy", BTC, "fresh", E.BUY, BID, 100_000, E.GTC, True, "", t - 1000 * MS)
     assert approved(r.send(fresh, t)[0])
-    # What a restarted strategy sends late: decided 1.001 s (sequencer clock) before it is sequenced.
-    late = E.OrderIntent("strategy", BTC, "late", E.BUY, BID, 100_000, E.GTC, True, "", t - 1001 * MS)
+    # What a restarted strategy sends late: decided a nanosecond more than 1 s before it is sequenced.
+    late = E.OrderIntent("strategy", BTC, "late", E.BUY, BID, 100_000, E.GTC, True, "", t - 1000 * MS - 1)
     assert reason(r.send(late, t)[0]) == "stale_intent"
     # 0 switches the check off; an intent that names no cause (cause_recv_ns 0) is not judged.
     off = ready(max_intent_age_ms=0)
