@@ -432,8 +432,10 @@ class DashboardState:
             cap = (bk.shape[0] - 1) // 2
             nb, na = int(bk[D.BK_HDR, D.SIDE_BID]), int(bk[D.BK_HDR, D.SIDE_ASK])
             book = self.books[sym] = Book()
-            book.bids = {int(p): int(q) for p, q in bk[1 : 1 + nb].tolist() if q > 0}
-            book.asks = {int(p): int(q) for p, q in bk[1 + cap : 1 + cap + na].tolist() if q > 0}
+            book.set_levels(
+                {int(p): int(q) for p, q in bk[1 : 1 + nb].tolist() if q > 0},
+                {int(p): int(q) for p, q in bk[1 + cap : 1 + cap + na].tolist() if q > 0},
+            )
             book.seeded = "strategy snapshot"
 
     # ------------------------------------------------------------ reading
