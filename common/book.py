@@ -56,6 +56,34 @@ def _pairs(flat: list[int]) -> Iterable[tuple[int, int]]:
     return zip(it, it, strict=True)
 
 
+def _apply_heaped(side: dict[int, int], heap: list[int], sign: int, levels: Iterable[Sequence[int]]) -> None:
+    """Set levels on one side whose heap holds sign * price (bids -1: the best bid is the top)."""
+    for px, qty in levels:
+        if qty > 0:
+            if px not in side:
+                heappush(heap, sign * px)
+            side[px] = qty
+        elif px in side:
+            del side[px]
+    while heap and sign * heap[0] not in side:
+        heappop(heap)
+    if len(heap) > 2 * len(side) + 64:  # stale entries outnumber live ones: rebuild
+        heap[:] = [sign * px for px in side]
+        heapify(heap)
+
+
+def _apply_sorted(side: dict[int, int], keys: list[int], sign: int, levels: Iterable[Sequence[int]]) -> None:
+    """Set levels on one side whose sorted key list holds sign * price, best last (asks -1)."""
+    for px, qty in levels:
+        if qty > 0:
+            if px not in side:
+                insort(keys, sign * px)
+            side[px] = qty
+        elif px in side:
+            del side[px]
+            del keys[bisect_left(keys, sign * px)]
+
+
 class PriceBook:
     __slots__ = ("bids", "asks", "_bh", "_ah", "_bs", "_as")
 
@@ -103,32 +131,8 @@ class PriceBook:
 
     def _apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
         self._bs = self._as = None
-        side, heap = self.bids, self._bh
-        for px, qty in bids:
-            if qty > 0:
-                if px not in side:
-                    heappush(heap, -px)
-                side[px] = qty
-            elif px in side:
-                del side[px]
-        while heap and -heap[0] not in side:
-            heappop(heap)
-        if len(heap) > 2 * len(side) + 64:
-            heap[:] = [-px for px in side]
-            heapify(heap)
-        side, heap = self.asks, self._ah
-        for px, qty in asks:
-            if qty > 0:
-                if px not in side:
-                    heappush(heap, px)
-                side[px] = qty
-            elif px in side:
-                del side[px]
-        while heap and heap[0] not in side:
-            heappop(heap)
-        if len(heap) > 2 * len(side) + 64:
-            heap[:] = list(side)
-            heapify(heap)
+        _apply_heaped(self.bids, self._bh, -1, bids)
+        _apply_heaped(self.asks, self._ah, 1, asks)
 
     def load(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
         self.apply(bids, asks, snapshot=True)
@@ -230,24 +234,8 @@ class SortedBook(PriceBook):
         self._an = sorted(-px for px in asks)
 
     def _apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
-        side, keys = self.bids, self._bp
-        for px, qty in bids:
-            if qty > 0:
-                if px not in side:
-                    insort(keys, px)
-                side[px] = qty
-            elif px in side:
-                del side[px]
-                del keys[bisect_left(keys, px)]
-        side, keys = self.asks, self._an
-        for px, qty in asks:
-            if qty > 0:
-                if px not in side:
-                    insort(keys, -px)
-                side[px] = qty
-            elif px in side:
-                del side[px]
-                del keys[bisect_left(keys, -px)]
+        _apply_sorted(self.bids, self._bp, 1, bids)
+        _apply_sorted(self.asks, self._an, -1, asks)
 
     def best_bid_px(self) -> int:
         return self._bp[-1] if self._bp else 0

@@ -42,21 +42,6 @@ def venue_sides_into(bids, asks, out, price_add, size_pct, step, delta):
     """venue_levels_into of both sides of a book event in one call: the bids' pairs go to
     out[0:mb], the asks' to out[nb:nb + ma] (nb = len(bids)); returns (mb, ma), int64 counts.
     `out` holds >= len(bids) + len(asks)."""
-    mb = 0
-    for i in range(0, bids.shape[0] - 1, 2):
-        px = bids[i] + price_add
-        qty = bids[i + 1] * size_pct // 100 // step * step
-        if px > 0 and (delta or qty > 0):
-            out[mb] = px
-            out[mb + 1] = qty
-            mb += 2
-    nb = bids.shape[0]
-    ma = 0
-    for i in range(0, asks.shape[0] - 1, 2):
-        px = asks[i] + price_add
-        qty = asks[i + 1] * size_pct // 100 // step * step
-        if px > 0 and (delta or qty > 0):
-            out[nb + ma] = px
-            out[nb + ma + 1] = qty
-            ma += 2
+    mb = venue_levels_into(bids, out, price_add, size_pct, step, delta)
+    ma = venue_levels_into(asks, out[bids.shape[0] :], price_add, size_pct, step, delta)
     return mb, ma

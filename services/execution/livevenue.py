@@ -51,7 +51,7 @@ class LiveVenue:
         self.account = account
         self.actions: list[Action] = []
         self.trades: dict[str, list[str]] = {}  # child id -> trade ids applied (open orders only)
-        self.baseline: dict[str, int] = {}  # asset -> balance at the first snapshot
+        self.baseline: dict[str, int] | None = None  # asset -> balance at the first snapshot
         self.clock_ns = 0  # the sequencer's clock at the last event (how old an unsent order is)
         self.counters = {"duplicate_reports": 0, "cancel_rejects": 0, "snapshots": 0, "snapshot_failures": 0}
 
@@ -138,8 +138,8 @@ class LiveVenue:
         return out
 
     def _balances(self, balances: dict[str, int], service: str, sim_base: dict[str, int]) -> list[events._Body]:
-        if not self.baseline:
-            self.baseline = dict(sorted(balances.items())) or {"": 0}
+        if self.baseline is None:
+            self.baseline = dict(sorted(balances.items()))
             return []
         out: list[events._Body] = []
         for sym in sorted(set(self.account.positions) | set(sim_base)):
@@ -170,13 +170,14 @@ class LiveVenue:
     def state(self) -> dict[str, object]:
         return {
             "trades": {k: list(v) for k, v in sorted(self.trades.items())},
-            "baseline": dict(sorted(self.baseline.items())),
+            "baseline": None if self.baseline is None else dict(sorted(self.baseline.items())),
             "clock_ns": self.clock_ns,
             "counters": dict(sorted(self.counters.items())),
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.trades = {str(k): [str(t) for t in v] for k, v in st["trades"].items()}
-        self.baseline = {str(k): int(v) for k, v in st["baseline"].items()}
+        base = st["baseline"]
+        self.baseline = None if base is None else {str(k): int(v) for k, v in base.items()}
         self.clock_ns = int(st["clock_ns"])
         self.counters.update(st["counters"])

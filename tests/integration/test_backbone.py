@@ -43,6 +43,12 @@ def mesh_factory():
         m.cleanup()
 
 
+def logger_tail(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m services.logger --tail ARGS` against this mesh."""
+    cmd = [sys.executable, "-m", "services.logger", "--config", str(mesh.config_path), "--tail", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
 def market_events(mesh: Mesh) -> int:
     return sum(1 for ev in mesh.events() if isinstance(ev.body, MD))
 
@@ -135,26 +141,7 @@ def test_malformed_frames_are_rejected_and_counted(mesh_factory):
 def test_tail_shows_live_events(mesh_factory):
     mesh = mesh_factory(["sequencer", "logger", "feed"], feed_settings(0, 300.0))
     wait_for(lambda: market_events(mesh) >= 50, 60, "events logged")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.logger",
-            "--config",
-            str(mesh.config_path),
-            "--tail",
-            "--count",
-            "40",
-            "--type",
-            "Trade",
-            "--type",
-            "BookDelta",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    out = logger_tail(mesh, "--count", "40", "--type", "Trade", "--type", "BookDelta")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 40
@@ -162,25 +149,7 @@ def test_tail_shows_live_events(mesh_factory):
     assert any("BTCUSDT" in ln and " @ " in ln for ln in lines if "Trade" in ln)
     # The tail follows live events: the last line's seq is newer than the log's end when we started.
     start = time.monotonic()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.logger",
-            "--config",
-            str(mesh.config_path),
-            "--tail",
-            "--json",
-            "--count",
-            "5",
-            "--from",
-            str(mesh.check()["last_seq"] + 1),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    out = logger_tail(mesh, "--json", "--count", "5", "--from", str(mesh.check()["last_seq"] + 1))
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 5
     assert time.monotonic() - start < 30

@@ -61,25 +61,31 @@ def replay(mesh: Mesh) -> ExecutionCore:
     return core
 
 
-def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
-    server = BinanceTestServer(API_KEY, API_SECRET, commission_asset="USDT").start()
-    server.set_market(SYM, "50000.00", "50000.10")
+def on_binance(server: BinanceTestServer, tmp_path, **execution: object) -> dict:
+    """The [router] and [execution] sections that trade on `server`, with a key file of mode 0600."""
     keyfile = tmp_path / "binance.keys"
     keyfile.write_text(f"BINANCE_API_KEY={API_KEY}\nBINANCE_API_SECRET={API_SECRET}\n")
     keyfile.chmod(0o600)
+    return {
+        "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
+        "execution": {
+            "venue": "binance",
+            "binance_rest_url": server.rest_url,
+            "binance_ws_url": server.ws_url,
+            "binance_key_file": str(keyfile),
+            **execution,
+        },
+    }
+
+
+def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
+    server = BinanceTestServer(API_KEY, API_SECRET, commission_asset="USDT").start()
+    server.set_market(SYM, "50000.00", "50000.10")
     mesh = Mesh(
         ["sequencer", "logger", "execution"],
         {
             "logger": {"fsync": "none"},
-            "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
-            "execution": {
-                "venue": "binance",
-                "binance_rest_url": server.rest_url,
-                "binance_ws_url": server.ws_url,
-                "binance_key_file": str(keyfile),
-                "hash_every": 3,
-                "late_submit_ms": 600_000,
-            },
+            **on_binance(server, tmp_path, hash_every=3, late_submit_ms=600_000, binance_recv_window_ms=1000),
         },
     )
     ctx = zmq.Context()
@@ -198,21 +204,13 @@ def test_the_whole_mesh_quotes_on_binance_and_a_venue_fill_reaches_the_strategy(
 
     server = BinanceTestServer(API_KEY, API_SECRET, commission_asset="USDT").start()
     server.set_market(SYM, "0.01", "9999999.00")  # every post-only quote rests
-    keyfile = tmp_path / "binance.keys"
-    keyfile.write_text(f"BINANCE_API_KEY={API_KEY}\nBINANCE_API_SECRET={API_SECRET}\n")
     mesh = Mesh(
         ["sequencer", "logger", "feed", "strategy", "risk", "router", "execution"],
         {
             "feed": {"rate": 400.0, "seed": 3},
             "logger": {"fsync": "none"},
             "risk": {"max_open_orders": 200, "max_orders_per_second": 1000},
-            "router": {"venues": [{"name": "binance", "fee_bps": 10}]},
-            "execution": {
-                "venue": "binance",
-                "binance_rest_url": server.rest_url,
-                "binance_ws_url": server.ws_url,
-                "binance_key_file": str(keyfile),
-            },
+            **on_binance(server, tmp_path),
         },
     )
     try:
