@@ -41,6 +41,7 @@ __all__ = [
     "check_params",
     "new_state",
     "new_book",
+    "book_levels",
     "new_levels",
 ]
 
@@ -112,10 +113,20 @@ def new_state() -> np.ndarray:
 
 
 def new_book(cap: int = BOOK_CAP) -> np.ndarray:
-    """Empty book, int64[1 + 2*cap, 2] (see dtypes for the layout)."""
+    """Empty book, int64[2 + 2*cap, 2] (see dtypes for the layout)."""
     if cap < 1:
         raise ValueError("book capacity must be >= 1")
-    return np.zeros((1 + 2 * cap, BK_COLS), dtype=np.int64)
+    book = np.zeros((dtypes.book_rows(cap), BK_COLS), dtype=np.int64)
+    book[dtypes.BK_LO, :] = cap >> 1  # room to grow at both ends, as book_clear leaves it
+    return book
+
+
+def book_levels(book: np.ndarray, side: int) -> list[tuple[int, int]]:
+    """One side of a kernel book as (px, qty) pairs, best first (for display and tests)."""
+    cap = (book.shape[0] - dtypes.BK_BASE) // 2
+    first = dtypes.BK_BASE + side * cap + int(book[dtypes.BK_LO, side])
+    run = book[first : first + int(book[dtypes.BK_HDR, side])]
+    return [(int(p), int(q)) for p, q in run[::-1].tolist()]
 
 
 def new_levels(n: int) -> np.ndarray:

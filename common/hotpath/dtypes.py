@@ -61,23 +61,27 @@ MODEL_MM = 0  # seed-style: microprice +- half_spread*mult - inventory skew
 MODEL_AS = 1  # Avellaneda-Stoikov, rolling-horizon form
 
 # --------------------------------------------------------------------------
-# book array: int64 2-D, shape (1 + 2*cap, 2)
-#   row 0            : header  [n_bids, n_asks]
-#   rows 1 .. n_bids          : bids, worst first, best (highest) last
-#   rows 1+cap .. cap+n_asks  : asks, worst first, best (lowest) last
-#   (best last: the levels that change most, at the touch, shift few rows)
+# book array: int64 2-D, shape (2 + 2*cap, 2)
+#   row BK_HDR (0)   : [n_bids, n_asks]
+#   row BK_LO  (1)   : [lo_bids, lo_asks], where each side's run of levels starts
+#   side s owns rows BK_BASE + s*cap .. BK_BASE + s*cap + cap - 1; its levels are
+#   the run lo .. lo + n - 1 inside that region, worst first, best last, with
+#   free rows on both ends, so a change at the touch or at the far end moves
+#   few rows (see kernels.book_apply_rows). Rows outside the run are stale.
 #   columns          : BK_PX, BK_QTY
-# cap is derived from the shape: cap = (book.shape[0] - 1) // 2.
+# cap is derived from the shape: cap = (book.shape[0] - BK_BASE) // 2.
 # --------------------------------------------------------------------------
 BOOK_CAP = 64
 BK_PX = 0
 BK_QTY = 1
 BK_COLS = 2
 BK_HDR = 0  # book[BK_HDR, side] = number of levels on that side
+BK_LO = 1  # book[BK_LO, side] = offset of the side's worst level in its region
+BK_BASE = 2  # first row of the bid region
 
 
 def book_rows(cap: int = BOOK_CAP) -> int:
-    return 1 + 2 * cap
+    return BK_BASE + 2 * cap
 
 
 # --------------------------------------------------------------------------
@@ -229,9 +233,7 @@ TRADE_DTYPE = np.dtype(
     [("ts", "<i8"), ("px", "<i8"), ("qty", "<i8"), ("buyer_is_maker", "<i8")],
     align=True,
 )
-FILL_DTYPE = np.dtype(
-    [("ts", "<i8"), ("side", "<i8"), ("px", "<i8"), ("qty", "<i8")], align=True
-)
+FILL_DTYPE = np.dtype([("ts", "<i8"), ("side", "<i8"), ("px", "<i8"), ("qty", "<i8")], align=True)
 QUOTE_DTYPE = np.dtype(
     [("bid_px", "<i8"), ("bid_qty", "<i8"), ("ask_px", "<i8"), ("ask_qty", "<i8")],
     align=True,

@@ -97,6 +97,9 @@ from common.hotpath.dtypes import (
     ACT_NONE,
     ACT_QUOTE,
     AS_TERM_MAX,
+    BK_BASE,
+    BK_HDR,
+    BK_LO,
     BK_PX,
     BK_QTY,
     BPS_ONE,
@@ -284,86 +287,76 @@ def ln_q30(y_q):
 
 @njit(cache=True)
 def book_cap(book):
-    return (book.shape[0] - 1) // 2
+    return (book.shape[0] - BK_BASE) // 2
 
 
 @njit(cache=True)
 def book_clear(book):
-    book[0, 0] = 0
-    book[0, 1] = 0
+    cap = (book.shape[0] - BK_BASE) // 2
+    book[BK_HDR, 0] = 0
+    book[BK_HDR, 1] = 0
+    book[BK_LO, 0] = cap >> 1
+    book[BK_LO, 1] = cap >> 1
 
 
 @njit(cache=True)
-def book_set_level(book, side, px, qty):
-    """Set one level (qty 0 removes it). Returns 1 if the book changed.
+def _top_row(book, side):
+    """Row of a side's best level (valid only when the side is not empty)."""
+    cap = (book.shape[0] - BK_BASE) // 2
+    return BK_BASE + side * cap + book[BK_LO, side] + book[BK_HDR, side] - 1
 
-    A side's rows are stored worst first, best last, so the levels that
-    change most -- at the touch -- shift only the few rows above them.
-    Binary search, then an in-place shift. When the side is full, a new
-    level worse than every kept level is dropped, and a better one first
-    drops the worst cap // 8 levels (at least one) in a single shift, so a
-    full book does not move every row on each insert: a side holds between
-    cap - cap // 8 and cap levels, always the best ones."""
-    cap = (book.shape[0] - 1) // 2
-    base = 1 + side * cap
-    n = book[0, side]
-    # sort key ascending = worst to best: bids by px, asks by -px
-    key = px if side == SIDE_BID else -px
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        mpx = book[base + mid, BK_PX]
-        mk = mpx if side == SIDE_BID else -mpx
-        if mk < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    i = lo
-    found = i < n and book[base + i, BK_PX] == px
-    if qty <= 0:
-        if not found:
-            return 0
-        for j in range(i, n - 1):
-            book[base + j, BK_PX] = book[base + j + 1, BK_PX]
-            book[base + j, BK_QTY] = book[base + j + 1, BK_QTY]
-        book[0, side] = n - 1
-        return 1
-    if qty > QTY_MAX:
-        qty = QTY_MAX
-    if found:
-        book[base + i, BK_QTY] = qty
-        return 1
-    if n >= cap:
-        if i == 0:
-            return 0  # worse than every kept level
-        drop = cap >> 3
-        if drop < 1:
-            drop = 1
-        if drop > i:
-            drop = i  # never drop a level better than the new one
-        for j in range(drop, n):
-            book[base + j - drop, BK_PX] = book[base + j, BK_PX]
-            book[base + j - drop, BK_QTY] = book[base + j, BK_QTY]
-        n -= drop
-        i -= drop
-    for j in range(n, i, -1):
-        book[base + j, BK_PX] = book[base + j - 1, BK_PX]
-        book[base + j, BK_QTY] = book[base + j - 1, BK_QTY]
-    book[base + i, BK_PX] = px
-    book[base + i, BK_QTY] = qty
-    book[0, side] = n + 1
-    return 1
+
+@njit(cache=True)
+def _recentre(book, side, n):
+    """Move a side's run of n levels to the middle of its region (rare: the
+    run reached an edge of it); returns the new lo."""
+    cap = (book.shape[0] - BK_BASE) // 2
+    region = BK_BASE + side * cap
+    src = region + book[BK_LO, side]
+    lo = (cap - n + 1) >> 1  # n < cap - 1 here: leaves lo >= 1 and lo + n < cap
+    dst = region + lo
+    if dst < src:
+        for j in range(n):
+            book[dst + j, BK_PX] = book[src + j, BK_PX]
+            book[dst + j, BK_QTY] = book[src + j, BK_QTY]
+    elif dst > src:
+        for j in range(n - 1, -1, -1):
+            book[dst + j, BK_PX] = book[src + j, BK_PX]
+            book[dst + j, BK_QTY] = book[src + j, BK_QTY]
+    book[BK_LO, side] = lo
+    return lo
 
 
 @njit(cache=True)
 def book_apply_rows(book, lv, start, n, snapshot):
-    """Apply rows lv[start:start+n] = (side, px, qty). snapshot != 0 clears
-    both sides first (and skips qty-0 rows). Returns rows rejected."""
+    """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
+    snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
+    rows rejected.
+
+    Layout: a side is a run of rows [lo, lo + m) inside its cap-row region,
+    worst first, best last, with free rows on both ends. An insert or a
+    removal moves whichever part of the run is shorter (the part toward the
+    worst end moves by shifting lo), so a change at either end -- the touch,
+    or the far levels a moving market drops and adds -- moves few rows. When
+    the short part has no free row beyond it, the run is first re-centred in
+    its region. When the side is full, a new level worse than every kept
+    level is dropped, and a better one first drops the worst cap // 8 levels
+    (at least one) by moving lo: a side holds between cap - cap // 8 and cap
+    levels, always the best ones.
+
+    Search: a delta lists a side's levels in price order, so each row is
+    looked up by galloping out from the rank the previous row of its side
+    landed on -- a few well-predicted compares instead of a binary search's
+    unpredictable ones. The search and the row moves are written out in
+    this loop, not called: a numba call that passes the book array costs
+    more than the whole per-row step (measured), and LLVM does not inline
+    a callee this size."""
+    cap = (book.shape[0] - BK_BASE) // 2
     if snapshot:
-        book[0, 0] = 0
-        book[0, 1] = 0
+        book_clear(book)
     bad = 0
+    hint_b = -1
+    hint_a = -1
     for r in range(start, start + n):
         side = lv[r, LV_SIDE]
         px = lv[r, LV_PX]
@@ -373,18 +366,121 @@ def book_apply_rows(book, lv, start, n, snapshot):
             continue
         if snapshot and qty == 0:
             continue
-        book_set_level(book, side, px, qty)
+        if qty > QTY_MAX:
+            qty = QTY_MAX
+        if side == SIDE_BID:
+            sgn = 1  # key = sgn * px ascends from the worst level to the best
+            g = hint_b
+        else:
+            sgn = -1
+            g = hint_a
+        region = BK_BASE + side * cap
+        m = book[BK_HDR, side]
+        lo = book[BK_LO, side]
+        first = region + lo
+        key = sgn * px
+        # ---- i = smallest rank whose key >= key, galloping from g
+        if g < 0 or g > m:
+            g = m - 1 if m > 0 else 0  # first row of a side: start at the touch
+        if g > 0 and book[first + g - 1, BK_PX] == px:
+            a = g - 1  # the next level of a delta in price order: one compare
+            b = g - 1
+        elif g < m and sgn * book[first + g, BK_PX] < key:
+            a = g + 1
+            b = m
+            step = 1
+            j = g + 1
+            while j < m:
+                if sgn * book[first + j, BK_PX] >= key:
+                    b = j
+                    break
+                a = j + 1
+                step = step << 1
+                j = g + step
+        else:
+            a = 0
+            b = g
+            step = 1
+            j = g - 1
+            while j >= 0:
+                if sgn * book[first + j, BK_PX] < key:
+                    a = j + 1
+                    break
+                b = j
+                step = step << 1
+                j = g - step
+        while a < b:
+            mid = (a + b) >> 1
+            if sgn * book[first + mid, BK_PX] < key:
+                a = mid + 1
+            else:
+                b = mid
+        i = a
+        if side == SIDE_BID:
+            hint_b = i
+        else:
+            hint_a = i
+        # ---- update, remove or insert at rank i
+        if i < m and book[first + i, BK_PX] == px:
+            if qty > 0:
+                book[first + i, BK_QTY] = qty
+            elif i < m - 1 - i:  # worse part is shorter: move it up one row
+                for j in range(first + i, first, -1):
+                    book[j, BK_PX] = book[j - 1, BK_PX]
+                    book[j, BK_QTY] = book[j - 1, BK_QTY]
+                book[BK_LO, side] = lo + 1
+                book[BK_HDR, side] = m - 1
+            else:  # better part is shorter: move it down one row
+                for j in range(first + i, first + m - 1):
+                    book[j, BK_PX] = book[j + 1, BK_PX]
+                    book[j, BK_QTY] = book[j + 1, BK_QTY]
+                book[BK_HDR, side] = m - 1
+            continue
+        if qty == 0:
+            continue
+        if m >= cap:
+            if i == 0:
+                continue  # worse than every kept level
+            drop = cap >> 3
+            if drop < 1:
+                drop = 1
+            if drop > i:
+                drop = i  # never drop a level better than the new one
+            lo += drop
+            m -= drop
+            i -= drop
+            first += drop
+            book[BK_LO, side] = lo
+            book[BK_HDR, side] = m
+        down = i < m - i  # worse part is shorter: move it down one row
+        if (lo == 0) if down else (lo + m >= cap):  # no free row beyond it
+            if m < cap - 1:
+                lo = _recentre(book, side, m)
+                first = region + lo
+            else:
+                down = not down  # the one free row is at the other end
+        if down:
+            for j in range(first - 1, first + i - 1):
+                book[j, BK_PX] = book[j + 1, BK_PX]
+                book[j, BK_QTY] = book[j + 1, BK_QTY]
+            first -= 1
+            book[BK_LO, side] = lo - 1
+        else:  # better part is shorter: move it up one row
+            for j in range(first + m, first + i, -1):
+                book[j, BK_PX] = book[j - 1, BK_PX]
+                book[j, BK_QTY] = book[j - 1, BK_QTY]
+        book[first + i, BK_PX] = px
+        book[first + i, BK_QTY] = qty
+        book[BK_HDR, side] = m + 1
     return bad
 
 
 @njit(cache=True)
 def best_px(book, side):
     """Best price of a side, NO_PRICE if empty."""
-    n = book[0, side]
-    if n == 0:
+    if book[BK_HDR, side] == 0:
         return NO_PRICE
-    cap = (book.shape[0] - 1) // 2
-    return book[side * cap + n, BK_PX]
+    return book[_top_row(book, side), BK_PX]
 
 
 @njit(cache=True)
@@ -400,29 +496,26 @@ def best_ask(book):
 @njit(cache=True)
 def book_valid(book):
     """1 if both sides have a level and best bid < best ask."""
-    if book[0, 0] == 0 or book[0, 1] == 0:
+    if book[BK_HDR, 0] == 0 or book[BK_HDR, 1] == 0:
         return 0
-    cap = (book.shape[0] - 1) // 2
-    return 1 if book[book[0, 0], BK_PX] < book[cap + book[0, 1], BK_PX] else 0
+    return 1 if book[_top_row(book, SIDE_BID), BK_PX] < book[_top_row(book, SIDE_ASK), BK_PX] else 0
 
 
 @njit(cache=True)
 def spread(book):
     """best_ask - best_bid in pipettes, NO_PRICE unless both sides exist."""
-    if book[0, 0] == 0 or book[0, 1] == 0:
+    if book[BK_HDR, 0] == 0 or book[BK_HDR, 1] == 0:
         return NO_PRICE
-    cap = (book.shape[0] - 1) // 2
-    return book[cap + book[0, 1], BK_PX] - book[book[0, 0], BK_PX]
+    return book[_top_row(book, SIDE_ASK), BK_PX] - book[_top_row(book, SIDE_BID), BK_PX]
 
 
 @njit(cache=True)
 def depth_qty(book, side, levels):
     """Total qty of the best `levels` levels of a side (saturating)."""
-    cap = (book.shape[0] - 1) // 2
-    top = side * cap + book[0, side]  # row of the best level
-    m = book[0, side]
+    m = book[BK_HDR, side]
     if levels < m:
         m = levels
+    top = _top_row(book, side)
     s = 0
     for i in range(m):
         s += book[top - i, BK_QTY]
@@ -434,25 +527,25 @@ def depth_qty(book, side, levels):
 @njit(cache=True)
 def weighted_vols(book, levels):
     """(B, A): qty weighted (levels - i) at level i, top `levels` levels."""
-    cap = (book.shape[0] - 1) // 2
+    cap = (book.shape[0] - BK_BASE) // 2
     if levels < 1:
         levels = 1
     if levels > cap:
         levels = cap
-    nb = book[0, 0]
+    nb = book[BK_HDR, 0]
     if nb > levels:
         nb = levels
-    na = book[0, 1]
+    na = book[BK_HDR, 1]
     if na > levels:
         na = levels
     bv = 0
-    btop = book[0, 0]
+    btop = _top_row(book, SIDE_BID)
     for i in range(nb):
         bv += (levels - i) * book[btop - i, BK_QTY]
         if bv > I64_SAT:
             bv = I64_SAT
     av = 0
-    atop = cap + book[0, 1]
+    atop = _top_row(book, SIDE_ASK)
     for i in range(na):
         av += (levels - i) * book[atop - i, BK_QTY]
         if av > I64_SAT:

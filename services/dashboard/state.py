@@ -32,6 +32,7 @@ from common.book import PriceBook
 from common.core import cause_seq, parent_of, state_hash
 from common.dashboard_config import DashboardConfig
 from common.describe import Renderer, fmt_time
+from common.hotpath import book_levels
 from common.hotpath import dtypes as D
 from common.metrics import Histogram, bucket_of, decode
 from common.units import SymbolTable
@@ -428,13 +429,10 @@ class DashboardState:
         for sym, sb in self.inspector.books.items():
             if sym in self.books:
                 continue
-            bk = sb.book
-            cap = (bk.shape[0] - 1) // 2
-            nb, na = int(bk[D.BK_HDR, D.SIDE_BID]), int(bk[D.BK_HDR, D.SIDE_ASK])
             book = self.books[sym] = Book()
             book.set_levels(
-                {int(p): int(q) for p, q in bk[1 : 1 + nb].tolist() if q > 0},
-                {int(p): int(q) for p, q in bk[1 + cap : 1 + cap + na].tolist() if q > 0},
+                {p: q for p, q in book_levels(sb.book, D.SIDE_BID) if q > 0},
+                {p: q for p, q in book_levels(sb.book, D.SIDE_ASK) if q > 0},
             )
             book.seeded = "strategy snapshot"
 

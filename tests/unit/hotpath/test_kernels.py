@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from common.hotpath import default_params, new_book, new_state
+from common.hotpath import book_levels, default_params, new_book, new_state
 from common.hotpath import dtypes as D
 from common.hotpath import kernels as K
 
@@ -25,10 +25,7 @@ def snap(book, *levels):
 
 
 def side_levels(book, side):
-    cap = (book.shape[0] - 1) // 2
-    base = 1 + side * cap
-    n = book[0, side]
-    return [tuple(book[base + n - 1 - i]) for i in range(n)]  # best first (stored best last)
+    return book_levels(book, side)  # best first
 
 
 def feed(state, book, params, *levels, ts=0, snapshot=True):
@@ -452,4 +449,4 @@ def test_default_params_and_allocators():
         default_params(nope=1)
     with pytest.raises(ValueError, match="vpin_window"):
         default_params(vpin_window=D.VPIN_CAP + 1)
-    assert new_state().shape == (D.STATE_LEN,) and new_book(8).shape == (17, 2)
+    assert new_state().shape == (D.STATE_LEN,) and new_book(8).shape == (18, 2)

@@ -86,12 +86,13 @@ def gen_stream(seed, n_events, tick):
 
 
 def check_book(book):
-    cap = (book.shape[0] - 1) // 2
+    cap = (book.shape[0] - D.BK_BASE) // 2
     for side in (D.SIDE_BID, D.SIDE_ASK):
-        n = book[0, side]
-        assert 0 <= n <= cap
-        px = book[1 + side * cap : 1 + side * cap + n, D.BK_PX]
-        qty = book[1 + side * cap : 1 + side * cap + n, D.BK_QTY]
+        n, lo = book[D.BK_HDR, side], book[D.BK_LO, side]
+        assert 0 <= n <= cap and 0 <= lo and lo + n <= cap
+        first = D.BK_BASE + side * cap + lo
+        px = book[first : first + n, D.BK_PX]
+        qty = book[first : first + n, D.BK_QTY]
         assert (qty > 0).all()
         steps = np.diff(px)  # stored worst first, best last
         assert (steps > 0).all() if side == D.SIDE_BID else (steps < 0).all()
