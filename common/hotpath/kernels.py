@@ -206,6 +206,8 @@ from common.hotpath.dtypes import (
 # integer helpers
 # ==========================================================================
 
+SMALL_31 = 1 << 31  # two factors below this multiply below I64_SAT = 2**62
+
 
 @njit(cache=True)
 def _frac(a, b, c):
@@ -216,6 +218,8 @@ def _frac(a, b, c):
     ask) and is within a few ulps of the ratio's precision; deterministic."""
     if c <= 0 or a <= 0 or b <= 0:
         return 0
+    if a < SMALL_31 and b < SMALL_31:
+        return (a * b) // c  # a*b < 2**62: no overflow test, and so no extra division
     while a > I64_SAT // b:
         a = a >> 1
         c = (c + 1) >> 1
@@ -229,6 +233,8 @@ def _muldiv(a, b, c):
     Exact (a = q*c + r), saturates at I64_SAT."""
     if c <= 0 or a <= 0 or b <= 0:
         return 0
+    if a < SMALL_31 and b < SMALL_31:
+        return (a * b) // c  # exact, one division instead of two
     q = a // c
     r = a - q * c
     if q > I64_SAT // b:
