@@ -48,20 +48,40 @@ def write_toml(path: Path, sections: dict[str, dict[str, Any]]) -> None:
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll cond until truthy; fail with `what` at the deadline (never a bare sleep)."""
-    end = time.monotonic() + timeout
+    """Poll cond until truthy; fail with `what` at the deadline (never a bare sleep).
+
+    A poll that reads the event log costs more as the log grows; sleeping at
+    least as long as the poll took keeps the test process from taking more
+    than half a core from the services it waits on (there are two)."""
+    start = time.monotonic()
+    end = start + timeout
     last_exc: Exception | None = None
     while time.monotonic() < end:
+        t0 = time.monotonic()
         try:
             got = cond()
             if got:
+                print(f"waited {time.monotonic() - start:.1f}s for {what}", file=sys.stderr)
                 return got
         except Exception as exc:  # the condition may race a file being written
             last_exc = exc
-        time.sleep(interval)
+        time.sleep(max(interval, time.monotonic() - t0))
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
     )
+
+
+def _timed(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a slow step's duration on stderr (pytest shows it with a failure)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            print(f"{method.__name__} took {time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+    return run
 
 
 class Mesh:
@@ -131,6 +151,7 @@ class Mesh:
         )
         return pid
 
+    @_timed
     def stop(self) -> None:
         if not self.started:
             return
@@ -159,8 +180,10 @@ class Mesh:
     def log_dir(self) -> Path:
         return self.cfg.under_run(self.cfg.logger.log_dir)
 
-    def events(self) -> list[events.Sequenced]:
-        return [events.decode_sequenced(p) for _s, p in eventlog.read_range(self.log_dir, 1)]
+    def events(self, from_seq: int = 1) -> list[events.Sequenced]:
+        """The log's events from from_seq on (a poll that needs only recent events
+        should say so: decoding the whole log on every poll grows with the run)."""
+        return [events.decode_sequenced(p) for _s, p in eventlog.read_range(self.log_dir, max(1, from_seq))]
 
     def count_source(self, source: str) -> int:
         n = 0
@@ -169,6 +192,7 @@ class Mesh:
                 n += 1
         return n
 
+    @_timed
     def replay_verify(self) -> dict[str, Any]:
         """`python -m services.verifier --replay --verify --json` over this mesh's log: its JSON summary."""
         import json
@@ -179,6 +203,7 @@ class Mesh:
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    @_timed
     def check(self) -> dict[str, Any]:
         import json
 

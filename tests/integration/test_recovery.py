@@ -28,7 +28,7 @@ STATEFUL = ("strategy", "risk", "router", "execution")
 def hashes_after(mesh: Mesh, service: str, seq: int) -> list[E.Sequenced]:
     return [
         e
-        for e in mesh.events()
+        for e in mesh.events(seq + 1)  # a hash covering seq > `seq` is sequenced after it
         if isinstance(e.body, E.StateHash) and e.body.service == service and e.body.covers_seq > seq
     ]
 
@@ -77,15 +77,20 @@ def test_kill9_each_service_in_turn_loses_and_doubles_nothing():
             assert {p: mesh.pid(p) for p in others} == others, f"killing {svc} restarted something else"
 
         # The verifier resumes from its own snapshot (not seq 1) and goes on checking.
-        def verifier_checked() -> int:
-            hbs = [e.body for e in mesh.events() if isinstance(e.body, E.Heartbeat) and e.body.service == "verifier"]
+        def verifier_checked(since: int) -> int:
+            """The verifier's running count of checked hashes, from its last heartbeat after `since`."""
+            hbs = [
+                e.body for e in mesh.events(since) if isinstance(e.body, E.Heartbeat) and e.body.service == "verifier"
+            ]
             return int(hbs[-1].counters.get("checked", 0)) if hbs else 0
 
-        wait_for(lambda: verifier_checked() > 0, 60, "the verifier checking hashes")
+        since = mesh.check()["last_seq"]
+        wait_for(lambda: verifier_checked(since) > 0, 60, "the verifier checking hashes")
         mesh.kill9("verifier")
         wait_for(lambda: "resumed from its snapshot at seq" in mesh.service_log("verifier"), 60, "verifier resumed")
-        checked = verifier_checked()
-        wait_for(lambda: verifier_checked() > checked + 4, 120, "the restarted verifier checking more hashes")
+        since = mesh.check()["last_seq"]
+        checked = verifier_checked(1)
+        wait_for(lambda: verifier_checked(since) > checked + 4, 120, "the restarted verifier checking more hashes")
 
         evs = mesh.events()
         report = mesh.check()
