@@ -83,6 +83,27 @@ class SnapshotStore:
         return None
 
 
+def restore(core: Core, store: SnapshotStore, name: str) -> int:
+    """Load the newest good snapshot into `core`; the seq it covers, or 0.
+
+    A snapshot is an optimisation, never the truth: one this build cannot
+    take (a core's load_state raises ValueError before it changes anything,
+    e.g. a book layout or book_capacity that differs from the snapshot's) is
+    reported, and the service replays from the start of the log instead of
+    crash-looping under supervisord."""
+    snap = store.load_latest()
+    if snap is None:
+        return 0
+    seq, st = snap
+    try:
+        core.load_state(st)
+    except ValueError as exc:
+        log.error("%s: snapshot at seq %d does not fit this build (%s); replaying the log from seq 1", name, seq, exc)
+        return 0
+    log.info("%s: loaded snapshot at seq %d", name, seq)
+    return seq
+
+
 class CoreService:
     def __init__(
         self,
@@ -106,11 +127,7 @@ class CoreService:
         self.state = "starting"
         self.snapshots = SnapshotStore(cfg.run_dir / "snapshots" / self.name)
         self.last_applied = 0
-        snap = self.snapshots.load_latest()
-        if snap is not None:
-            self.last_applied, st = snap
-            core.load_state(st)
-            log.info("%s: loaded snapshot at seq %d", self.name, self.last_applied)
+        self.last_applied = restore(core, self.snapshots, self.name)
         self.follower = StreamFollower(self.ctx, cfg, self.last_applied + 1)
         self.producer = Producer(cfg, self.name, "ctl", ctx=self.ctx, own_sub=False) if emit else None
         # Further producers of this process (execution's live venue), fed confirmations from this stream.

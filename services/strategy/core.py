@@ -219,7 +219,16 @@ class StrategyCore:
         }
 
     def load_state(self, state: object) -> None:
+        """Raises ValueError, before changing anything, when the snapshot's kernel arrays
+        do not fit this build's (another book layout or book_capacity)."""
         assert isinstance(state, dict)
+        for s, (st, bk) in state["books"].items():
+            sb = self.books.get(s)
+            if sb is not None and (len(st) != sb.state.nbytes or len(bk) != sb.book.nbytes):
+                raise ValueError(
+                    f"{s}: snapshot has a {len(st)}-byte state and a {len(bk)}-byte book, this build needs"
+                    f" {sb.state.nbytes} and {sb.book.nbytes} (book layout or strategy.book_capacity changed)"
+                )
         for s, (st, bk) in state["books"].items():
             sb = self.books.get(s)
             if sb is None:

@@ -115,8 +115,12 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
     every = cfg.verifier.snapshot_every
     snap = snapshots.load_latest()
     if snap is not None:
-        rep.load_state(snap[1])  # type: ignore[arg-type]
-        log.info("resumed from its snapshot at seq %d", rep.last_seq)
+        try:
+            rep.load_state(snap[1])  # type: ignore[arg-type]
+            log.info("resumed from its snapshot at seq %d", rep.last_seq)
+        except ValueError as exc:  # one core took its part, another refused: start clean
+            log.error("snapshot at seq %d does not fit this build (%s); verifying from seq 1", snap[0], exc)
+            rep = Replayer(build_cores(cfg))
     follower = StreamFollower(ctx, cfg, rep.last_seq + 1)
     producer = Producer(cfg, "verifier", "ctl", ctx=ctx, own_sub=False)
     next_hb = 0.0

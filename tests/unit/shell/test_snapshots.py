@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from common.shell import KEEP_SNAPSHOTS, SnapshotStore
+from common.shell import KEEP_SNAPSHOTS, SnapshotStore, restore
 
 
 def test_newest_good_snapshot_is_loaded(tmp_path):
@@ -38,3 +38,34 @@ def test_only_the_newest_few_are_kept(tmp_path):
     for seq in range(1, 10):
         store.save(seq * 10, {"n": seq})
     assert len(list(tmp_path.glob("snap-*.bin"))) == KEEP_SNAPSHOTS
+
+
+class _Core:
+    """Takes a state dict, or refuses one that says so (as a core whose layout changed does)."""
+
+    def __init__(self) -> None:
+        self.loaded: object = None
+
+    def load_state(self, state: object) -> None:
+        if isinstance(state, dict) and state.get("fits") is False:
+            raise ValueError("book layout changed")
+        self.loaded = state
+
+
+def test_restore_loads_the_newest_snapshot_and_returns_its_seq(tmp_path):
+    store, core = SnapshotStore(tmp_path), _Core()
+    store.save(500, {"n": 5})
+    assert restore(core, store, "strategy") == 500 and core.loaded == {"n": 5}
+
+
+def test_a_snapshot_this_build_cannot_take_means_a_full_replay_not_a_crash(tmp_path, caplog):
+    store, core = SnapshotStore(tmp_path), _Core()
+    store.save(500, {"fits": False})
+    with caplog.at_level(logging.ERROR):
+        assert restore(core, store, "strategy") == 0
+    assert core.loaded is None
+    assert "snapshot at seq 500 does not fit this build (book layout changed)" in caplog.text
+
+
+def test_no_snapshot_means_seq_zero(tmp_path):
+    assert restore(_Core(), SnapshotStore(tmp_path), "risk") == 0
