@@ -40,10 +40,10 @@ from common.events import (
     GapDeclared,
     Trade,
     _Body,
-    pack_levels,
+    pack_pairs,
 )
 from common.metrics import METRICS
-from common.units import BUILTIN, SymbolSpec, SymbolTable, UnitError, parse_decimal
+from common.units import BUILTIN, INT64_MAX, MAX_DECIMAL_LEN, SymbolSpec, SymbolTable, UnitError, parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,29 @@ def _opt_ms(data: dict[str, Any], key: str) -> int | None:
 
 _DEC_CACHE: list[dict[str, int]] = [{} for _ in range(19)]
 _DEC_CACHE_MAX = 200_000
+_POW10 = tuple(10**i for i in range(19))
+
+
+def _plain_decimal(text: str, scale: int) -> int | None:
+    """`parse_decimal(text, scale)` for the one shape market data sends ("61837.63000000"), else None.
+
+    None means "not that shape, or not valid": the caller then asks
+    parse_decimal, so unusual input gets parse_decimal's own verdict and message.
+    Only ASCII digits pass (int() alone would also take signs, blanks,
+    underscores and non-ASCII digits).
+    """
+    whole, dot, frac = text.partition(".")
+    if not whole.isdigit() or not text.isascii() or len(text) > MAX_DECIMAL_LEN or not 0 <= scale <= 18:
+        return None
+    if dot:
+        if not frac.isdigit():
+            return None
+        if len(frac) > scale:
+            if frac[scale:].strip("0"):
+                return None
+            frac = frac[:scale]
+    value = int(whole + frac) * _POW10[scale - len(frac)]
+    return value if value <= INT64_MAX else None
 
 
 def _decimal(text: Any, scale: int, reason: str) -> int:
@@ -167,6 +190,9 @@ def _decimal(text: Any, scale: int, reason: str) -> int:
         pass
     except TypeError:  # unhashable (a list or dict where a string belongs)
         raise Reject(reason, f"decimal must be a string, got {type(text).__name__}") from None
+    value = _plain_decimal(text, scale) if type(text) is str else None
+    if value is not None:
+        return _remember(cache, text, value)
     try:
         value = parse_decimal(text, scale)
     except UnitError as exc:
@@ -180,11 +206,52 @@ def _decimal(text: Any, scale: int, reason: str) -> int:
             else:
                 raise Reject(R_OFF_GRID, str(exc)) from None
         raise Reject(reason, str(exc)) from None
+    return _remember(cache, text, value)
+
+
+def _remember(memo: dict[str, int], text: Any, value: int) -> int:
+    """Memoize a success (bounded: the memo starts over when full); only str keys, as JSON gives them."""
     if type(text) is str:
-        if len(cache) >= _DEC_CACHE_MAX:
-            cache.clear()
-        cache[text] = value
+        if len(memo) >= _DEC_CACHE_MAX:
+            memo.clear()
+        memo[text] = value
     return value
+
+
+# id(spec) -> (spec, price text -> valid price, qty text -> valid qty incl. 0). Holding the spec keeps its
+# id from being reused; keyed by identity because a SymbolTable may replace a symbol's spec.
+_MEMO: dict[int, tuple[SymbolSpec, dict[str, int], dict[str, int]]] = {}
+
+
+def _memo(spec: SymbolSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """Strings that already passed this spec's `_price` / `_qty(allow_zero=True)`: one lookup instead of
+    the parse, range and grid checks (a capture repeats the same few thousand strings)."""
+    m = _MEMO.get(id(spec))
+    if m is None:
+        m = _MEMO[id(spec)] = (spec, {}, {})
+    return m[1], m[2]
+
+
+def _memo_price(spec: SymbolSpec, prices: dict[str, int], text: Any, zero_ok: bool = False) -> int:
+    """`_price` (or `_touch_price` when zero_ok), through the spec's price memo."""
+    try:
+        return prices[text]
+    except (KeyError, TypeError):
+        pass
+    px = _touch_price(spec, text) if zero_ok else _price(spec, text)
+    return _remember(prices, text, px) if px else px
+
+
+def _memo_qty(spec: SymbolSpec, qtys: dict[str, int], text: Any, allow_zero: bool) -> int:
+    """`_qty` through the spec's qty memo (which also holds zeros: they pass only when allow_zero)."""
+    try:
+        q = qtys[text]
+    except (KeyError, TypeError):
+        pass
+    else:
+        if q or allow_zero:
+            return q
+    return _remember(qtys, text, _qty(spec, text, allow_zero))
 
 
 def _price(spec: SymbolSpec, text: Any) -> int:
@@ -217,11 +284,22 @@ def _qty(spec: SymbolSpec, text: Any, allow_zero: bool) -> int:
 def _levels(spec: SymbolSpec, raw: Any, allow_zero: bool) -> list[tuple[int, int]]:
     if not isinstance(raw, list):
         raise Reject(R_BAD_LEVEL, f"levels must be a list, got {type(raw).__name__}")
+    prices, qtys = _memo(spec)
     out = []
     for lvl in raw:
+        # Memo hits inline (a capture's book levels are most of its strings); a miss,
+        # a zero where none is allowed or a malformed level takes the checked way below.
+        try:
+            if type(lvl) is list and len(lvl) == 2:
+                px, q = prices[lvl[0]], qtys[lvl[1]]
+                if q or allow_zero:
+                    out.append((px, q))
+                    continue
+        except (KeyError, TypeError):
+            pass
         if not isinstance(lvl, list) or len(lvl) != 2:
             raise Reject(R_BAD_LEVEL, f"level {lvl!r:.60}")
-        out.append((_price(spec, lvl[0]), _qty(spec, lvl[1], allow_zero)))
+        out.append((_memo_price(spec, prices, lvl[0]), _memo_qty(spec, qtys, lvl[1], allow_zero)))
     return out
 
 
@@ -446,8 +524,9 @@ class Normalizer:
         if d.get("e", "trade") != "trade":
             raise Reject(R_BAD_FIELD, f"e={d.get('e')!r} on a trade stream")
         tid = _int_field(d, "t")
-        px = _price(spec, _field(d, "p"))
-        qty = _qty(spec, _field(d, "q"), allow_zero=False)
+        prices, qtys = _memo(spec)
+        px = _memo_price(spec, prices, _field(d, "p"))
+        qty = _memo_qty(spec, qtys, _field(d, "q"), allow_zero=False)
         m = _field(d, "m")
         if not isinstance(m, bool):
             raise Reject(R_BAD_FIELD, f"m={m!r}")
@@ -456,10 +535,11 @@ class Normalizer:
 
     def _bbo(self, local_ns: int, spec: SymbolSpec, d: dict[str, Any], out: list[Item]) -> None:
         uid = _int_field(d, "u")
-        bpx = _touch_price(spec, _field(d, "b"))
-        bq = _qty(spec, _field(d, "B"), allow_zero=True)
-        apx = _touch_price(spec, _field(d, "a"))
-        aq = _qty(spec, _field(d, "A"), allow_zero=True)
+        prices, qtys = _memo(spec)
+        bpx = _memo_price(spec, prices, _field(d, "b"), zero_ok=True)
+        bq = _memo_qty(spec, qtys, _field(d, "B"), allow_zero=True)
+        apx = _memo_price(spec, prices, _field(d, "a"), zero_ok=True)
+        aq = _memo_qty(spec, qtys, _field(d, "A"), allow_zero=True)
         if bpx and apx and bpx >= apx:
             raise Reject(R_CROSSED_BBO, f"bid {spec.fmt_price(bpx)} >= ask {spec.fmt_price(apx)}")
         t_ns = _opt_ms(d, "E") or _opt_ms(d, "T") or local_ns
@@ -476,7 +556,7 @@ class Normalizer:
             self._drop(D_PARTIAL_SYNCED)
             return
         t_ns = _opt_ms(d, "E") or local_ns
-        self._accept(out, t_ns, BookSnapshot(spec.symbol, uid, pack_levels(bids), pack_levels(asks)))
+        self._accept(out, t_ns, BookSnapshot(spec.symbol, uid, pack_pairs(bids), pack_pairs(asks)))
 
     def _snapshot_symbol(self, lid: int) -> str:
         """Which symbol an unlabelled REST snapshot line belongs to (a capture holds no symbol)."""
@@ -518,7 +598,7 @@ class Normalizer:
         s.state = SYNCED
         s.last_id = lid
         s._bridged = False
-        self._accept(out, local_ns, BookSnapshot(spec.symbol, lid, pack_levels(bids), pack_levels(asks)))
+        self._accept(out, local_ns, BookSnapshot(spec.symbol, lid, pack_pairs(bids), pack_pairs(asks)))
         pending, s.buffer = s.buffer, collections.deque()
         while pending:
             diff = pending.popleft()
@@ -569,7 +649,7 @@ class Normalizer:
         self._accept(
             out,
             diff.event_ns,
-            BookDelta(spec.symbol, diff.first, diff.last, pack_levels(diff.bids), pack_levels(diff.asks)),
+            BookDelta(spec.symbol, diff.first, diff.last, pack_pairs(diff.bids), pack_pairs(diff.asks)),
         )
 
     def _gap(self, s: DepthSync, lo: int, hi: int, reason: str, event_ns: int, out: list[Item]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from common.events import BookDelta, BookSnapshot, Trade, _Body, pack_levels
+from common.events import BookDelta, BookSnapshot, Trade, _Body, pack_pairs
 from common.units import BUILTIN, SymbolSpec
 
 Item = tuple[int, _Body]
@@ -77,11 +77,19 @@ class SyntheticMarket:
     # ------------------------------------------------------------ integer randomness
     def _u32(self) -> int:
         if not self._buf:
-            self._buf = self._gen.integers(0, 1 << 32, size=4096, dtype=np.uint64).tolist()[::-1]
+            self._fill()
         return self._buf.pop()
 
+    def _fill(self) -> None:
+        # In place: _below holds on to the list across the refill.
+        self._buf[:] = self._gen.integers(0, 1 << 32, size=4096, dtype=np.uint64).tolist()[::-1]
+
     def _below(self, n: int) -> int:
-        return (self._u32() * n) >> 32
+        # _u32 inlined: this is the generator's most frequent call (several per event).
+        buf = self._buf
+        if not buf:
+            self._fill()
+        return (buf.pop() * n) >> 32
 
     def _chance(self, ppm: int) -> bool:
         return self._below(1_000_000) < ppm
@@ -117,12 +125,14 @@ class SyntheticMarket:
     def _refill(self, cb: dict[int, int], ca: dict[int, int]) -> None:
         """Keep exactly `levels` levels a side: trim the far end, extend it with fresh queues."""
         for side, changed, sign in ((self.bids, cb, -1), (self.asks, ca, 1)):
-            prices = sorted(side, reverse=(sign < 0))
-            for px in prices[self.levels :]:
-                self._set(side, changed, px, 0)
-            prices = prices[: self.levels]
-            if prices:
-                far = prices[-1]
+            # Most events leave a side at `levels`: then there is nothing to do (and nothing to sort).
+            if len(side) > self.levels:
+                for px in sorted(side, reverse=(sign < 0))[self.levels :]:
+                    self._set(side, changed, px, 0)
+            if len(side) == self.levels:
+                continue
+            if side:  # the far end: the lowest bid, the highest ask
+                far = min(side) if sign < 0 else max(side)
             else:  # the side emptied (levels == 1): restart it next to the other touch
                 other = self.asks if sign < 0 else self.bids
                 far = (min(other) if sign < 0 else max(other)) if other else self._start_px
@@ -138,7 +148,7 @@ class SyntheticMarket:
         self.update_id += 1
         bids = sorted(cb.items(), reverse=True)
         asks = sorted(ca.items())
-        return BookDelta(self.symbol, self.update_id, self.update_id, pack_levels(bids), pack_levels(asks))
+        return BookDelta(self.symbol, self.update_id, self.update_id, pack_pairs(bids), pack_pairs(asks))
 
     # ------------------------------------------------------------ the session
     def snapshot(self) -> BookSnapshot:
@@ -149,7 +159,7 @@ class SyntheticMarket:
         self._refill(cb, ca)
         bids = sorted(self.bids.items(), reverse=True)
         asks = sorted(self.asks.items())
-        return BookSnapshot(self.symbol, self.update_id, pack_levels(bids), pack_levels(asks))
+        return BookSnapshot(self.symbol, self.update_id, pack_pairs(bids), pack_pairs(asks))
 
     def items(self) -> Iterator[Item]:
         yield self.now_ns, self.snapshot()
