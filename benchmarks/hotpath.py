@@ -115,6 +115,21 @@ def gen_book_events(depth, n, seed):
     return np.array(snap, dtype=np.int64), lv, starts, counts
 
 
+def as_partial_snapshots(lv, starts, counts):
+    """The same pool as depth-N partial books, the form the seed's feed (and
+    Binance's depth20 stream) delivers and the seed's benchmark times: per
+    event, the whole ladder, bids best first, then asks best first."""
+    rows, s_starts, s_counts = [], np.zeros_like(starts), np.zeros_like(counts)
+    for e in range(starts.shape[0]):
+        ev = lv[starts[e] : starts[e] + counts[e]]
+        ev = ev[ev[:, D.LV_QTY] > 0]
+        s_starts[e] = len(rows)
+        rows.extend(ev[ev[:, D.LV_SIDE] == D.SIDE_BID].tolist())
+        rows.extend(ev[ev[:, D.LV_SIDE] == D.SIDE_ASK].tolist())
+        s_counts[e] = len(rows) - s_starts[e]
+    return np.array(rows, dtype=np.int64), s_starts, s_counts
+
+
 def gen_trades(n, seed):
     rng = np.random.default_rng(seed)
     px = 7_322_350 + rng.integers(-25, 26, n).astype(np.int64)
@@ -133,12 +148,16 @@ TS_STEP = 100_000_000  # event time advances 100 ms per tick, also across pool c
 
 
 @njit  # no cache: numba would not notice a change in the kernels module it calls
-def drive_book(state, book, params, lv, starts, counts, i0, i1):
+def drive_book(state, book, params, lv, starts, counts, snapshot, i0, i1):
     nq = 0
     pool = starts.shape[0]
     for i in range(i0, i1):
         k = i & (pool - 1)  # pool is a power of two: no division in the timed loop
-        if K.on_book_delta(state, book, params, lv, starts[k], counts[k], TS0 + i * TS_STEP) == D.ACT_QUOTE:
+        if snapshot:
+            act = K.on_book_snapshot(state, book, params, lv, starts[k], counts[k], TS0 + i * TS_STEP)
+        else:
+            act = K.on_book_delta(state, book, params, lv, starts[k], counts[k], TS0 + i * TS_STEP)
+        if act == D.ACT_QUOTE:
             nq += 1
     return nq
 
@@ -192,9 +211,10 @@ def _timed(run, batches, batch):
     return per, total
 
 
-def _book_python(s, b, params, lv, starts, counts):
-    """A Python loop calling on_book_delta once per tick (the service's cost)."""
-    st_l, cn_l, size, f, quote = starts.tolist(), counts.tolist(), starts.shape[0], K.on_book_delta, D.ACT_QUOTE
+def _book_python(s, b, params, lv, starts, counts, snapshot):
+    """A Python loop calling the book entry point once per tick (the service's cost)."""
+    st_l, cn_l, size, quote = starts.tolist(), counts.tolist(), starts.shape[0], D.ACT_QUOTE
+    f = K.on_book_snapshot if snapshot else K.on_book_delta
 
     def run(i0, i1):
         nq = 0
@@ -207,17 +227,21 @@ def _book_python(s, b, params, lv, starts, counts):
     return run
 
 
-def bench_book(depth, batches, batch, pool, stream_pool):
+def bench_book(depth, batches, batch, pool, stream_pool, snapshot=False):
+    """Book rows: a diff per tick (snapshot=False) or a depth-N partial book per tick."""
     params = default_params(mp_levels=min(5, depth))
     cap = max(D.BOOK_CAP, depth)
-    snap, lv, starts, counts = gen_book_events(depth, pool, seed=depth)
+    form = as_partial_snapshots if snapshot else (lambda *a: a)
+    snap, *ev = gen_book_events(depth, pool, seed=depth)
+    lv, starts, counts = form(*ev)
     s, b = _fresh(params, snap, cap)
-    kern = _timed(partial(drive_book, s, b, params, lv, starts, counts), batches, batch)
+    kern = _timed(partial(drive_book, s, b, params, lv, starts, counts, snapshot), batches, batch)
     s, b = _fresh(params, snap, cap)
-    py = _timed(_book_python(s, b, params, lv, starts, counts), batches, batch)
-    snap, lv_s, starts_s, counts_s = gen_book_events(depth, stream_pool, seed=depth)
+    py = _timed(_book_python(s, b, params, lv, starts, counts, snapshot), batches, batch)
+    snap, *ev = gen_book_events(depth, stream_pool, seed=depth)
+    lv_s, starts_s, counts_s = form(*ev)
     s, b = _fresh(params, snap, cap)
-    stream = _timed(partial(drive_book, s, b, params, lv_s, starts_s, counts_s), batches, batch)
+    stream = _timed(partial(drive_book, s, b, params, lv_s, starts_s, counts_s, snapshot), batches, batch)
     extra = {"requotes_python": py[1], "requotes_kernel": kern[1], "rows_per_event": float(counts.mean())}
     return py[0], kern[0], stream[0], extra
 
@@ -355,12 +379,15 @@ def main(argv=None) -> int:
     t_jit = time.perf_counter()
     # compile (or load from cache) everything once, outside the timings
     bench_book(5, 1, 10, 16, 16)
+    bench_book(5, 1, 10, 16, 16, snapshot=True)
     bench_trade(1, 10, 16, 16)
     bench_tick(1, 10, 16, 16)
     warm_s = time.perf_counter() - t_jit
     sizes = (args.pool, args.stream_pool)
     for depth in (5, 10, 20, 40):
         results[f"book_update_d{depth}"] = bench_book(depth, args.batches, args.batch, *sizes)
+    for depth in (5, 10, 20, 40):
+        results[f"book_partial_d{depth}"] = bench_book(depth, args.batches, args.batch, *sizes, snapshot=True)
     results["trade"] = bench_trade(args.batches, args.batch, *sizes)
     results["full_tick"] = bench_tick(args.batches, args.batch, *sizes)
     rows = {}
@@ -372,7 +399,7 @@ def main(argv=None) -> int:
             "python_call_ns": round(statistics.median(py), 1),
             "in_kernel_ns_min": round(min(nk), 1),
             "python_call_ns_min": round(min(py), 1),
-            "seed_cpp_ns": SEED_CPP_NS[name],
+            "seed_cpp_ns": SEED_CPP_NS[name.replace("partial", "update")],
             "batches": len(py),
             "calls_per_batch": args.batch,
             **extra,

@@ -385,6 +385,18 @@ def book_apply_rows(book, lv, start, n, snapshot):
         lo = book[BK_LO, side]
         first = region + lo
         key = sgn * px
+        if snapshot and lo > 0 and m > 0 and sgn * book[first, BK_PX] > key:
+            # worse than the worst kept level, with a free row below it: the
+            # next row of a book listed best first, as snapshots are
+            book[first - 1, BK_PX] = px
+            book[first - 1, BK_QTY] = qty
+            book[BK_LO, side] = lo - 1
+            book[BK_HDR, side] = m + 1
+            if side == SIDE_BID:
+                hint_b = 0
+            else:
+                hint_a = 0
+            continue
         # ---- i = smallest rank whose key >= key, galloping from g
         if g < 0 or g > m:
             g = m - 1 if m > 0 else 0  # first row of a side: start at the touch
