@@ -1,7 +1,9 @@
 """Hot-path benchmark: ``python -m benchmarks.hotpath --json FILE``.
 
 Rows: book_update_d5/d10/d20/d40 (book delta + weighted microprice + vol +
-requote rule + quote generation), trade (VPIN ring + distance histogram +
+requote rule + quote generation), book_partial_d5/../d40 (the same with the
+book given as a depth-N partial book per tick, as the seed's benchmark and
+Binance's depth20 stream give it), trade (VPIN ring + distance histogram +
 multiplier), full_tick (book delta at depth 20 + trade + fill).
 
 Three timings per row, each the median over repeated batches after a
