@@ -129,11 +129,19 @@ def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh):
         30,
         "reset-kill in the log",
     )
-    wait_for(
-        lambda: [e for e in of_type(mesh.events(), E.RiskApproved) if e.seq > reset_seq],
-        60,
-        "approvals after reset-kill",
-    )
+    try:
+        wait_for(
+            lambda: [e for e in of_type(mesh.events(reset_seq), E.RiskApproved) if e.seq > reset_seq],
+            60,
+            "approvals after reset-kill",
+        )
+    except AssertionError as exc:
+        since = mesh.events(reset_seq + 1)
+        reasons = Counter(r.body.reason for r in of_type(since, E.RiskRejected))
+        raise AssertionError(
+            f"{exc}: {len(of_type(since, E.OrderIntent))} intents since, rejected {dict(reasons)}"
+            f"\n--- risk log tail:\n{mesh.service_log('risk')[-2000:]}"
+        ) from None
 
 
 def test_strategy_restart_does_not_repeat_an_intent(mesh):
