@@ -1,6 +1,7 @@
 """Simulated-venue hot path: deriving a venue's book levels from the feed's.
 
-Contract (as common.hotpath.kernels): every function is ``@njit(cache=True)``,
+Contract (as common.hotpath.kernels): every function is ``@kernel``
+(``njit(cache=True, _nrt=False)``),
 takes only numpy int64 arrays and integers, returns an integer, allocates
 nothing (the caller passes the output array), reads no clock, does no I/O,
 and is valid plain Python (``kernel.py_func``) with the same result. Called
@@ -14,10 +15,11 @@ former numpy expression computed, element by element.
 from __future__ import annotations
 
 import numpy as np  # noqa: F401  (kernels take numpy arrays)
-from numba import njit
+
+from common.hotpath.kernels import kernel
 
 
-@njit(cache=True)
+@kernel
 def venue_levels_into(flat, out, price_add, size_pct, step, delta):
     """Flat (price, qty) int64 pairs -> the venue's pairs in `out`; returns the int64 count written.
 
@@ -37,7 +39,7 @@ def venue_levels_into(flat, out, price_add, size_pct, step, delta):
     return m
 
 
-@njit(cache=True)
+@kernel
 def venue_sides_into(bids, asks, out, price_add, size_pct, step, delta):
     """venue_levels_into of both sides of a book event in one call: the bids' pairs go to
     out[0:mb], the asks' to out[nb:nb + ma] (nb = len(bids)); returns (mb, ma), int64 counts.
