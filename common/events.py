@@ -180,6 +180,10 @@ class OrderFill(_Body, tag=41):
     fee: int  # quote-currency units at the symbol's notional scale; negative = rebate
     liquidity: int  # MAKER / TAKER
     trade_id: str
+    # Commission the venue took in the BASE asset (Binance's default on a buy), in
+    # 10**-8 units of that asset, as venue balances are counted. `fee` already holds
+    # its quote value; this says the base balance grew by that much less than qty.
+    fee_base: NonNeg = 0
 
 
 class OrderCancelled(_Body, tag=42):

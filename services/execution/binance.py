@@ -36,10 +36,15 @@ Rules it keeps:
   cancel's REST answer). When a terminal state reports more executed qty
   than the fills seen, the missing trades are fetched (GET myTrades) first.
 * Fees: a commission in the symbol's quote asset becomes `OrderFill.fee` in
-  quote units at the symbol's notional scale. A commission in any other
-  asset (BNB, or the base asset Binance charges on buys) is NOT converted:
-  the fill carries fee=0 and the amount is added to `counters()` as
-  `fee_other:<ASSET>` in units of 10**-asset_scale (and `fee_other_fills`).
+  quote units at the symbol's notional scale. A commission in the base asset
+  (what Binance charges on a buy without BNB) is valued at the fill's own
+  price, rounded up (never in the payer's favour), into `fee`, and its amount
+  goes into `OrderFill.fee_base` (10**-asset_scale units), so positions and
+  PnL carry it and reconciliation expects the base balance that much lower
+  (counted as `fee_base_fills`). A commission in any other asset (BNB) has
+  no price here and is NOT converted: the fill carries fee=0 and the amount
+  is added to `counters()` as `fee_other:<ASSET>` in units of
+  10**-asset_scale (and `fee_other_fills`).
 * Errors never escape: every Binance error body, HTTP 4xx/5xx, timeout,
   network failure or bad JSON becomes an OrderRejected (submit) or a
   CancelFailed record (cancel), with the code and message in `reason`.
@@ -239,6 +244,19 @@ def sign(secret: str | bytes, payload: str) -> str:
     """Binance HMAC-SHA256 signature: hex of HMAC(secret, totalParams)."""
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def base_fee_value(amount: int, price: int, qty_scale: int, asset_scale: int) -> int:
+    """Quote value, at the notional scale, of `amount` (10**-asset_scale units of the base asset) at `price`.
+
+    amount * 10**-asset_scale base * price * 10**-price_scale quote/base, in units of
+    10**-(price_scale + qty_scale): amount * price * 10**(qty_scale - asset_scale),
+    rounded up, as `common.accounting.fee` rounds what we pay.
+    """
+    n = amount * price
+    if qty_scale >= asset_scale:
+        return n * 10 ** (qty_scale - asset_scale)
+    return -((-n) // 10 ** (asset_scale - qty_scale))
 
 
 def client_order_id(key: str, prefix: str = "am-") -> str:
@@ -588,25 +606,33 @@ class BinanceAdapter:
         leaves = max(tr.qty - tr.filled, 0)
         if leaves == 0:
             tr.terminal = True
-        fee = self._fee(spec, str(commission) if commission is not None else "0", str(asset or ""))
-        out.append(OrderFill(self.cfg.venue, tr.child_id, tr.symbol, tr.side, px, q, leaves, fee, liquidity, trade_id))
+        fee, fee_base = self._fee(spec, px, str(commission) if commission is not None else "0", str(asset or ""))
+        out.append(
+            OrderFill(
+                self.cfg.venue, tr.child_id, tr.symbol, tr.side, px, q, leaves, fee, liquidity, trade_id, fee_base
+            )
+        )
         return out
 
-    def _fee(self, spec: SymbolSpec, commission: str, asset: str) -> int:
+    def _fee(self, spec: SymbolSpec, px: int, commission: str, asset: str) -> tuple[int, int]:
+        """(fee in quote units at the notional scale, base-asset commission in 10**-asset_scale units)."""
         try:
             if asset == spec.quote:
-                return parse_decimal(commission, spec.notional_scale())
+                return parse_decimal(commission, spec.notional_scale()), 0
         except UnitError:
             self._count("fee_quote_too_precise")
         try:
             amount = parse_decimal(commission, self.cfg.asset_scale)
         except UnitError:
             self._count("fee_unparsed")
-            return 0
+            return 0, 0
+        if amount > 0 and asset == spec.base:
+            self._count("fee_base_fills")
+            return base_fee_value(amount, px, spec.qty_scale, self.cfg.asset_scale), amount
         if amount and asset:
             self._fees_other[asset] = self._fees_other.get(asset, 0) + amount
             self._count("fee_other_fills")
-        return 0
+        return 0, 0
 
     def _terminal(self, tr: _Track, body: Any, ack_first: bool = True) -> list[Any]:
         if tr.terminal:

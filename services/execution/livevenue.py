@@ -24,7 +24,10 @@ client order id, which is a pure function of the child id
 (`binance.client_order_id`), so the core needs no memory of what was sent.
 The first snapshot in the log sets the balance baseline (a real account holds
 money before the engine starts); each later one reports a Correction when the
-base asset's change since the baseline differs from the account's position.
+base asset's change since the baseline differs from the account's position
+less the base-asset commissions the venue kept (`OrderFill.fee_base`, summed
+per symbol over the log's fills, as the position is). The comparison is exact, at the finer
+of the venue's 10**-8 and the symbol's qty scale.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class LiveVenue:
         self.actions: list[Action] = []
         self.trades: dict[str, list[str]] = {}  # child id -> trade ids applied (open orders only)
         self.baseline: dict[str, int] | None = None  # asset -> balance at the first snapshot
+        self.base_fees: dict[str, int] = {}  # symbol -> fee_base kept since the baseline (10**-8 units)
         self.clock_ns = 0  # the sequencer's clock at the last event (how old an unsent order is)
         self.counters = {"duplicate_reports": 0, "cancel_rejects": 0, "snapshots": 0, "snapshot_failures": 0}
 
@@ -94,6 +98,8 @@ class LiveVenue:
         if isinstance(body, events.OrderFill):
             self.account.on_fill(body)
             self.trades.setdefault(cid, []).append(body.trade_id)
+            if body.fee_base:
+                self.base_fees[body.symbol] = self.base_fees.get(body.symbol, 0) + body.fee_base
         if order is not None and order.state in TERMINAL:
             self.trades.pop(cid, None)
 
@@ -147,12 +153,16 @@ class LiveVenue:
             if spec is None:
                 continue
             moved = balances.get(spec.base, 0) - self.baseline.get(spec.base, 0)
-            # Venue balances are at 10**-8 of the asset; positions at the symbol's qty scale.
-            shift = ASSET_SCALE - spec.qty_scale
-            moved_atoms = moved // 10**shift if shift >= 0 else moved * 10**-shift
             pos = self.account.positions[sym].position if sym in self.account.positions else 0
-            expected = pos - sim_base.get(sym, 0)
-            if moved_atoms != expected:
+            # Venue balances and fee_base are at 10**-8 of the asset, positions at the symbol's
+            # qty scale: compare at the finer of the two, so a commission of a fraction of an
+            # atom is neither lost nor a false mismatch.
+            fine = max(ASSET_SCALE, spec.qty_scale)
+            to_fine = 10 ** (fine - ASSET_SCALE)
+            moved_fine = moved * to_fine
+            expected_fine = (pos - sim_base.get(sym, 0)) * 10 ** (fine - spec.qty_scale)
+            expected_fine -= self.base_fees.get(sym, 0) * to_fine
+            if moved_fine != expected_fine:
                 out.append(
                     events.Correction(
                         service,
@@ -160,8 +170,8 @@ class LiveVenue:
                         self.name,
                         sym,
                         "",
-                        f"{spec.base} moved {moved_atoms} atoms at the venue since the baseline; "
-                        f"the log's live fills say {expected}",
+                        f"{spec.base} moved {moved_fine} at the venue since the baseline; the log's live fills "
+                        f"less base commissions say {expected_fine} (units of 10**-{fine} {spec.base})",
                     )
                 )
         return out
@@ -171,6 +181,7 @@ class LiveVenue:
         return {
             "trades": {k: list(v) for k, v in sorted(self.trades.items())},
             "baseline": None if self.baseline is None else dict(sorted(self.baseline.items())),
+            "base_fees": dict(sorted(self.base_fees.items())),
             "clock_ns": self.clock_ns,
             "counters": dict(sorted(self.counters.items())),
         }
@@ -179,5 +190,7 @@ class LiveVenue:
         self.trades = {str(k): [str(t) for t in v] for k, v in st["trades"].items()}
         base = st["baseline"]
         self.baseline = None if base is None else {str(k): int(v) for k, v in base.items()}
+        # Snapshots from before fee_base existed hold none: every fill then had fee_base 0.
+        self.base_fees = {str(k): int(v) for k, v in st.get("base_fees", {}).items()}
         self.clock_ns = int(st["clock_ns"])
         self.counters.update(st["counters"])

@@ -39,6 +39,7 @@ from services.execution.binance import (
     Credentials,
     CredentialsError,
     Secret,
+    base_fee_value,
     client_order_id,
     sign,
 )
@@ -152,16 +153,46 @@ def test_crossing_limit_sell_fills_with_exact_ints_and_quote_fee(server, adapter
     assert fill.trade_id.isdigit()
 
 
-def test_market_buy_fee_in_base_asset_is_recorded_not_converted(server, adapter):
+def test_market_buy_fee_in_base_asset_is_valued_at_the_fill_price_and_carried(server, adapter):
     out = adapter.submit(child("m1", BUY, price=0, qty=123_000, tif=IOC))
     assert [type(e) for e in out] == [OrderAck, OrderFill]
     order = server.orders[client_order_id("m1")]
     assert order.type == "MARKET"
     fill = out[1]
-    assert (fill.price, fill.qty, fill.leaves_qty, fill.fee) == (6_000_010, 123_000, 0, 0)
-    # commission 0.00000123 BTC, kept in the counters at 10**-8
-    assert adapter.counters()["fee_other:BTC"] == 123
-    assert adapter.fees_other() == {"BTC": 123}
+    # commission 0.00000123 BTC (Binance charges the asset received); worth 0.00000123 * 60000.10
+    # = 0.073800123 USDT, i.e. 738_001_230 at the notional scale 10**-10
+    assert (fill.price, fill.qty, fill.leaves_qty, fill.fee, fill.fee_base) == (6_000_010, 123_000, 0, 738_001_230, 123)
+    assert adapter.counters()["fee_base_fills"] == 1
+    assert adapter.fees_other() == {}
+
+
+def test_a_fee_in_a_third_asset_is_recorded_not_converted():
+    server = BinanceTestServer(API_KEY, API_SECRET, commission_asset="BNB").start()
+    try:
+        server.set_market("BTCUSDT", "60000.00", "60000.10")
+        adapter = make_adapter(server)
+        try:
+            fill = adapter.submit(child("b1", BUY, price=0, qty=123_000, tif=IOC))[1]
+            assert (fill.fee, fill.fee_base) == (0, 0)
+            # the stand-in charges 0.1% of the quote notional, as a count of BNB: 0.07380012
+            assert adapter.fees_other() == {"BNB": 7_380_012} and adapter.counters()["fee_other:BNB"] == 7_380_012
+        finally:
+            adapter.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("amount", "price", "qty_scale", "want"),
+    [
+        (123, 6_000_010, 8, 738_001_230),  # qty scale = asset scale: exact
+        (123, 6_000_010, 5, 738_002),  # 0.0738001230 USDT at 10**-7: rounded up, never down
+        (100, 6_000_000, 5, 600_000),  # exact at 10**-7: no rounding
+        (1, 1, 9, 10),  # a finer qty scale multiplies
+    ],
+)
+def test_base_fee_value_rounds_up_at_the_notional_scale(amount, price, qty_scale, want):
+    assert base_fee_value(amount, price, qty_scale, 8) == want
 
 
 def test_market_buy_partially_filled_then_expired(server, adapter):
