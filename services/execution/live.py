@@ -34,16 +34,26 @@ The core (core.py + livevenue.py) decides; this shell performs. Rules:
   compares it with the log (Corrections, cancelling orders the log does not
   know).
 
-REST calls are made on the service's loop (a request blocks it for its
-round trip, bounded by the adapter's timeout); the user-data stream is read
-by the adapter's own thread and drained on each turn of the loop.
+Threads. Every call into the adapter (REST requests, the sent table's
+fsync, draining the user-data stream, following up unknown outcomes) is made
+by one venue thread, in the order the core asked, so a request that takes
+its whole timeout never stalls the service's loop: it keeps following the
+stream, applying events, publishing hashes and heartbeats. The loop hands the
+thread tasks built from what the core knows at that moment (never the live
+core itself, which only the loop touches) and sends what comes back: ZeroMQ
+sockets belong to the loop's thread. Actions still reach the venue one at a
+time, in order: a cancel never overtakes the submit it cancels. The
+user-data stream is read by the adapter's own thread, as before.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +117,76 @@ def child_of(o: Order) -> events.ChildOrder:
     return events.ChildOrder(o.parent_id, o.child_id, o.venue, o.symbol, o.side, o.price, o.qty, o.tif, o.post_only, "")
 
 
+Task = Callable[[], None]
+
+
+class VenueThread:
+    """Runs tasks against the venue one at a time, in order, off the service's loop.
+
+    A task talks to the adapter and hands the venue's answers to `emit`, which
+    only queues them; the loop sends them (`drain`). Between tasks, and at
+    least every `idle_s`, the thread runs `idle` (drain the user-data stream,
+    follow up unknown outcomes). A task that raises is logged and counted; the
+    thread goes on with the next one.
+    """
+
+    def __init__(self, name: str, idle: Task, idle_s: float = 0.05) -> None:
+        self._tasks: queue.Queue[Task | None] = queue.Queue()
+        self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = idle
+        self._idle_s = idle_s
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, task: Task) -> None:
+        self._tasks.put(task)
+
+    def emit(self, bodies: list[Any]) -> None:
+        for b in bodies:
+            self._out.put(b)
+
+    def drain(self) -> list[Any]:
+        out: list[Any] = []
+        while True:
+            try:
+                out.append(self._out.get_nowait())
+            except queue.Empty:
+                return out
+
+    def pending(self) -> int:
+        return self._tasks.qsize()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Finish the queued tasks (up to `timeout_s`) and stop; True if the thread ended."""
+        self._tasks.put(None)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                task = self._tasks.get(timeout=self._idle_s)
+            except queue.Empty:
+                task = self._idle
+            if task is None:
+                return
+            try:
+                task()
+            except Exception:
+                self.errors += 1
+                log.exception("venue task failed; going on with the next")
+            if task is not self._idle and self._tasks.empty():
+                self._safe_idle()
+
+    def _safe_idle(self) -> None:
+        try:
+            self._idle()
+        except Exception:
+            self.errors += 1
+            log.exception("venue idle work failed; going on")
+
+
 class LiveExecution(CoreService):
     def __init__(self, cfg: MeshConfig, core: Core, ctx: zmq.Context | None = None, **kw: Any) -> None:
         assert isinstance(core, ExecutionCore) and core.live is not None
@@ -117,10 +197,13 @@ class LiveExecution(CoreService):
         self.exec_core = core
         self.venue_producer = Producer(cfg, self.venue, "ctl", ctx=self.ctx, own_sub=False)
         self.extra_producers.append(self.venue_producer)
-        self.sent = SentTable(cfg.run_dir / "execution" / f"sent-{self.venue}.log")
+        self.sent = SentTable(cfg.run_dir / "execution" / f"sent-{self.venue}.log")  # venue thread only
         self._n = 0
         self._owed: list[tuple[Any, ...]] = []
-        self._unknown: dict[str, str] = {}  # child id -> symbol, outcome not known yet
+        self._unknown: dict[str, str] = {}  # venue thread only: child id -> symbol, outcome not known yet
+        self._stream_on = False
+        self._adapter_counters: dict[str, int] = {}
+        self.worker = VenueThread(f"venue-{self.venue}", self._venue_idle)
 
     # ------------------------------------------------------------ event loop
     def on_event(self, seq: int, raw: bytes) -> None:
@@ -134,6 +217,19 @@ class LiveExecution(CoreService):
             self._owed += [a for a in actions if a[0] in ("cancel", "cancel_all")]
 
     def on_idle(self) -> None:
+        self._send_venue(self.worker.drain())
+        # The adapter's counters share its HTTP lock, held for a request's round trip: the
+        # venue thread copies them between tasks, the loop reads the copy.
+        for k, v in self._adapter_counters.items():
+            self.counters[f"{self.venue}:{k}"] = v
+        self.counters[f"{self.venue}:queued_tasks"] = self.worker.pending()
+        self.counters[f"{self.venue}:task_errors"] = self.worker.errors
+
+    def _venue_idle(self) -> None:
+        """Venue thread, between tasks: the user-data stream, and orders whose outcome is unknown."""
+        self._adapter_counters = self.adapter.counters()
+        if not self._stream_on:
+            return
         self._publish(self.adapter.poll_user_stream())
         for child_id, symbol in list(self._unknown.items()):
             status = self.adapter.status(child_id)
@@ -148,13 +244,15 @@ class LiveExecution(CoreService):
                         )
                     ]
                 )
-        for k, v in self.adapter.counters().items():
-            self.counters[f"{self.venue}:{k}"] = v
 
     def _announce_live(self) -> None:
-        self.adapter.start_user_stream()
+        self.worker.submit(self._start_stream)
         self._settle_after_restart()
         super()._announce_live()  # sequences the reconcile request -> a VenueSnapshot
+
+    def _start_stream(self) -> None:
+        self.adapter.start_user_stream()
+        self._stream_on = True
 
     def _settle_after_restart(self) -> None:
         now_ns = self.live.clock_ns
@@ -173,21 +271,14 @@ class LiveExecution(CoreService):
                         ]
                     )
                 else:
-                    self._submit(child_of(o), resend=False)
+                    self._perform([("submit", child_of(o))])
                 continue
             if o.state in (ACKED, PARTIALLY_FILLED):
-                self.adapter.restore(
-                    o.child_id,
-                    o.symbol,
-                    o.side,
-                    o.qty,
-                    acked=True,
-                    venue_order_id=o.venue_order_id,
-                    filled=o.filled,
-                    trade_ids=live_trades.get(o.child_id, []),
-                )
+                restore = (o.child_id, o.symbol, o.side, o.qty, o.venue_order_id, o.filled)
+                trade_ids = list(live_trades.get(o.child_id, []))
+                self.worker.submit(lambda r=restore, t=trade_ids: self._restore(*r, t))
             # Sent (or acked) before the restart: look it up, report what is new, send only if never seen.
-            self._publish(self.adapter.submit(child_of(o), key=o.child_id, resend=True))
+            self._perform([("resend", child_of(o))])
         owed, self._owed = self._owed, []
         all_syms = sorted({a[1] for a in owed if a[0] == "cancel_all"})
         ids = sorted(
@@ -205,36 +296,44 @@ class LiveExecution(CoreService):
 
     # ------------------------------------------------------------ actions
     def _perform(self, actions: list[tuple[Any, ...]]) -> None:
+        """Loop thread: queue each action for the venue thread, with what it needs from the core now."""
         for act in actions:
             kind = act[0]
-            if kind == "submit":
-                self._submit(act[1], resend=False)
-            elif kind == "cancel":
-                self._publish(self.adapter.cancel(act[1], act[2]))
-            elif kind == "cancel_all":
-                self._publish(self.adapter.cancel_all(act[1]))
-            elif kind == "query":
+            if kind == "query":
                 o = self.exec_core.orders.get(act[1])
-                if o is not None:
-                    self._publish(self.adapter.submit(child_of(o), key=o.child_id, resend=True))
+                if o is None:
+                    continue
+                act = ("resend", child_of(o))
             elif kind == "snapshot":
-                self._publish([self._snapshot()])
-            elif kind == "cancel_foreign":
-                done, reason = self.adapter.cancel_foreign(act[1], act[2])
-                self._publish(
-                    [
-                        events.Correction(
-                            self.name,
-                            "foreign_order_cancelled" if done else "foreign_cancel_failed",
-                            self.venue,
-                            act[2],
-                            act[1],
-                            reason,
-                        )
-                    ]
-                )
-            else:
-                log.error("unknown live action %r ignored", kind)
+                act = ("snapshot", self._snapshot_symbols())
+            self.worker.submit(lambda a=act: self._do(a))
+
+    def _restore(
+        self, child_id: str, symbol: str, side: int, qty: int, venue_order_id: str, filled: int, trade_ids: list[str]
+    ) -> None:
+        self.adapter.restore(
+            child_id, symbol, side, qty, acked=True, venue_order_id=venue_order_id, filled=filled, trade_ids=trade_ids
+        )
+
+    def _do(self, act: tuple[Any, ...]) -> None:
+        """Venue thread: perform one action, queue what the venue said."""
+        kind = act[0]
+        if kind == "submit":
+            self._submit(act[1], resend=False)
+        elif kind == "resend":
+            self._submit(act[1], resend=True)
+        elif kind == "cancel":
+            self._publish(self.adapter.cancel(act[1], act[2]))
+        elif kind == "cancel_all":
+            self._publish(self.adapter.cancel_all(act[1]))
+        elif kind == "snapshot":
+            self._publish([self._snapshot(act[1])])
+        elif kind == "cancel_foreign":
+            done, reason = self.adapter.cancel_foreign(act[1], act[2])
+            what = "foreign_order_cancelled" if done else "foreign_cancel_failed"
+            self._publish([events.Correction(self.name, what, self.venue, act[2], act[1], reason)])
+        else:
+            log.error("unknown live action %r ignored", kind)
 
     def _submit(self, child: events.ChildOrder, resend: bool) -> None:
         if child.child_id in self.sent and not resend:
@@ -242,11 +341,13 @@ class LiveExecution(CoreService):
         self.sent.add(child.child_id)
         self._publish(self.adapter.submit(child, key=child.child_id, resend=resend))
 
-    def _snapshot(self) -> events.VenueSnapshot:
-        syms = sorted(
+    def _snapshot_symbols(self) -> list[str]:
+        return sorted(
             set(self.cfg.feed.symbols)
             | {o.symbol for o in self.exec_core.orders.open_orders() if o.venue == self.venue}
         )
+
+    def _snapshot(self, syms: list[str]) -> events.VenueSnapshot:
         rows: list[tuple[str, str, int, int, int, int]] = []
         for sym in syms:
             self.adapter.last_error = ""
@@ -271,6 +372,8 @@ class LiveExecution(CoreService):
         return events.VenueSnapshot(self.venue, sorted(rows), dict(sorted(balances.items())), True, "")
 
     def _publish(self, bodies: list[Any]) -> None:
+        """Venue thread: translate the adapter's answers into events and queue them for the loop."""
+        out = []
         for body in bodies:
             if isinstance(body, events.OrderRejected) and body.reason.startswith("STATUS_UNKNOWN"):
                 self._unknown[body.child_id] = body.symbol
@@ -279,12 +382,23 @@ class LiveExecution(CoreService):
                 )
             elif isinstance(body, CancelFailed):
                 body = events.CancelRejected(body.venue, body.child_id, body.symbol, f"{body.code}:{body.reason}")
+            out.append(body)
+        self.worker.emit(out)
+
+    def _send_venue(self, bodies: list[Any]) -> None:
+        """Loop thread: sequence the venue's answers under the venue's own source."""
+        for body in bodies:
             self._n += 1
             key = f"{self.venue}:{os.getpid()}:{self._n}:{type(body).__name__}:{getattr(body, 'child_id', '')}"
             self.venue_producer.send(body, time.time_ns(), key)
 
     def close(self) -> None:
         try:
+            # Requests already handed to the venue thread finish, and what they learned is sent,
+            # before the producers flush (a stop never loses a fill the venue already reported).
+            if not self.worker.stop(timeout_s=2 * self.adapter.cfg.timeout_s + 5):
+                log.error("venue thread still busy at stop; its last answers are learned after the restart")
+            self._send_venue(self.worker.drain())
             self.adapter.close()
         finally:
             self.sent.close()

@@ -111,6 +111,13 @@ def test_the_execution_service_trades_on_binance_exactly_once(tmp_path):
         server.hold_response(15.0)
         router.send(child("c2"), time.time_ns(), "router-test:c2")
         wait_for(lambda: cid2 in server.orders, 60, "c2 reached the venue")
+        # The POST's answer is held back (the adapter times out after 5 s), and the service's loop
+        # does not wait for it: requests are made by the venue thread, so heartbeats keep coming.
+        beats = lambda: sum(  # noqa: E731
+            1 for e in mesh.events() if isinstance(e.body, E.Heartbeat) and e.body.service == "execution"
+        )
+        n0 = beats()
+        wait_for(lambda: beats() >= n0 + 2, 3.5, "two heartbeats from execution while its POST hangs")
         mesh.kill9("execution")
         wait_for(lambda: from_venue(mesh, E.OrderAck, "c2"), 60, "c2 found by client order id after the restart")
         assert sum(1 for o in server.all_orders if o.cid == cid2) == 1, "c2 was sent twice"

@@ -1,0 +1,57 @@
+"""The live execution shell's venue thread: order, isolation of failures, idle work, a clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from services.execution.live import VenueThread
+
+
+def wait_until(pred, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+def test_tasks_run_in_submission_order_and_their_answers_reach_drain():
+    idle_runs = []
+    w = VenueThread("t", lambda: idle_runs.append(1), idle_s=0.01)
+    try:
+        for i in range(50):
+            w.submit(lambda i=i: w.emit([i]))
+        got: list[int] = []
+        assert wait_until(lambda: (got.extend(w.drain()), len(got) == 50)[1])
+        assert got == list(range(50))
+        assert wait_until(lambda: len(idle_runs) >= 3)  # idle work runs when there is nothing to do
+    finally:
+        assert w.stop(5.0)
+
+
+def test_a_slow_task_does_not_block_the_caller_and_a_failing_one_does_not_stop_the_thread():
+    release = threading.Event()
+    w = VenueThread("t", lambda: None, idle_s=0.01)
+    try:
+        w.submit(lambda: release.wait(5.0))
+        t0 = time.monotonic()
+        w.submit(lambda: 1 / 0)
+        w.submit(lambda: w.emit(["after"]))
+        assert time.monotonic() - t0 < 0.5  # submitting never waits for the venue
+        assert w.pending() >= 1 and w.drain() == []  # queued behind the slow one, in order
+        release.set()
+        got: list[str] = []
+        assert wait_until(lambda: (got.extend(w.drain()), got == ["after"])[1])
+        assert w.errors == 1
+    finally:
+        assert w.stop(5.0)
+
+
+def test_stop_finishes_what_was_queued_first():
+    w = VenueThread("t", lambda: None, idle_s=0.01)
+    for i in range(5):
+        w.submit(lambda i=i: (time.sleep(0.01), w.emit([i])))
+    assert w.stop(5.0)
+    assert w.drain() == [0, 1, 2, 3, 4]
