@@ -342,6 +342,72 @@ def _recentre(book, side, n):
 
 
 @kernel
+def _place_sorted(book, lv, start, n):
+    """Snapshot fast path: rows listed best first per side (as every snapshot and
+    partial book arrives) written straight into their rows, centred in each
+    side's region, with no search and no moves. A side with more than cap levels
+    keeps its first (best) cap, as the general path would.
+
+    Returns rows rejected, or -1 when a side's prices are not strictly best
+    first (its rows then need the general path; the book's rows may have been
+    written, its header not)."""
+    cap = (book.shape[0] - BK_BASE) // 2
+    nb = 0
+    na = 0
+    for r in range(start, start + n):  # counted first, to centre each side's run
+        if lv[r, LV_PX] > 0 and lv[r, LV_QTY] > 0:
+            if lv[r, LV_SIDE] == SIDE_BID:
+                nb += 1
+            elif lv[r, LV_SIDE] == SIDE_ASK:
+                na += 1
+    if nb > cap:
+        nb = cap
+    if na > cap:
+        na = cap
+    lo_b = (cap - nb + 1) >> 1
+    lo_a = (cap - na + 1) >> 1
+    top_b = BK_BASE + lo_b + nb - 1
+    top_a = BK_BASE + cap + lo_a + na - 1
+    jb = 0
+    ja = 0
+    last_b = 0
+    last_a = 0
+    bad = 0
+    for r in range(start, start + n):
+        side = lv[r, LV_SIDE]
+        px = lv[r, LV_PX]
+        qty = lv[r, LV_QTY]
+        if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or qty < 0:
+            bad += 1
+            continue
+        if qty == 0:
+            continue
+        if qty > QTY_MAX:
+            qty = QTY_MAX
+        if side == SIDE_BID:
+            if jb > 0 and px >= last_b:
+                return -1
+            if jb < nb:
+                book[top_b - jb, BK_PX] = px
+                book[top_b - jb, BK_QTY] = qty
+            jb += 1
+            last_b = px
+        else:
+            if ja > 0 and px <= last_a:
+                return -1
+            if ja < na:
+                book[top_a - ja, BK_PX] = px
+                book[top_a - ja, BK_QTY] = qty
+            ja += 1
+            last_a = px
+    book[BK_HDR, SIDE_BID] = nb
+    book[BK_HDR, SIDE_ASK] = na
+    book[BK_LO, SIDE_BID] = lo_b
+    book[BK_LO, SIDE_ASK] = lo_a
+    return bad
+
+
+@kernel
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
@@ -356,7 +422,9 @@ def book_apply_rows(book, lv, start, n, snapshot):
     its region. When the side is full, a new level worse than every kept
     level is dropped, and a better one first drops the worst cap // 8 levels
     (at least one) by moving lo: a side holds between cap - cap // 8 and cap
-    levels, always the best ones.
+    levels, always the best ones. A snapshot listed best first per side goes
+    through ``_place_sorted`` (no search, no moves); any other snapshot is
+    cleared and applied row by row like a delta.
 
     Search: a delta lists a side's levels in price order, so each row is
     looked up by galloping out from the rank the previous row of its side
@@ -367,6 +435,9 @@ def book_apply_rows(book, lv, start, n, snapshot):
     a callee this size."""
     cap = (book.shape[0] - BK_BASE) // 2
     if snapshot:
+        bad = _place_sorted(book, lv, start, n)
+        if bad >= 0:
+            return bad
         book_clear(book)
     bad = 0
     hint_b = -1
@@ -393,18 +464,6 @@ def book_apply_rows(book, lv, start, n, snapshot):
         lo = book[BK_LO, side]
         first = region + lo
         key = sgn * px
-        if snapshot and lo > 0 and m > 0 and sgn * book[first, BK_PX] > key:
-            # worse than the worst kept level, with a free row below it: the
-            # next row of a book listed best first, as snapshots are
-            book[first - 1, BK_PX] = px
-            book[first - 1, BK_QTY] = qty
-            book[BK_LO, side] = lo - 1
-            book[BK_HDR, side] = m + 1
-            if side == SIDE_BID:
-                hint_b = 0
-            else:
-                hint_a = 0
-            continue
         # ---- i = smallest rank whose key >= key, galloping from g
         if g < 0 or g > m:
             g = m - 1 if m > 0 else 0  # first row of a side: start at the touch

@@ -124,3 +124,36 @@ def test_a_small_book_keeps_true_levels_and_its_best(batches, cap):
             keys = [p if side == BID else -p for p, _ in got]
             assert keys == sorted(keys, reverse=True)  # best first, strictly
             assert len(set(keys)) == len(keys)
+
+
+snap_row = st.tuples(st.sampled_from([BID, ASK, 7]), st.integers(-2, 60), st.integers(-1, 5))
+
+
+@SETTINGS
+@given(
+    st.lists(snap_row, max_size=60),
+    st.sampled_from(["as_given", "best_first"]),
+    st.sampled_from([4, 16, 64]),
+)
+def test_a_snapshot_equals_clearing_and_applying_its_rows(rows, how, cap):
+    """The snapshot fast path (rows best first: placed without search) and its fallback (any other
+    order, repeated prices) give the levels, and the rejected-row count, of a cleared book that
+    gets the rows as a delta -- also past capacity, where the best `cap` levels stay."""
+    if how == "best_first":
+        rows = sorted(rows, key=lambda r: (r[0], -r[1] if r[0] == BID else r[1]))
+    lv = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    pk = pure()
+    for kernels in (K, pk):
+        snap, ref = new_book(cap), new_book(cap)
+        ref[D.BK_HDR + 2 :] = 99  # stale rows differ: only the run matters
+        bad_snap = kernels.book_apply_rows(snap, lv, 0, lv.shape[0], 1)
+        kernels.book_clear(ref)
+        bad_ref = kernels.book_apply_rows(ref, lv, 0, lv.shape[0], 0)
+        assert bad_snap == bad_ref
+        _check_layout(snap)
+        for side in (BID, ASK):
+            assert book_levels(snap, side) == book_levels(ref, side), (side, kernels)
+    compiled, twin = new_book(cap), new_book(cap)
+    K.book_apply_rows(compiled, lv, 0, lv.shape[0], 1)
+    pk.book_apply_rows(twin, lv, 0, lv.shape[0], 1)
+    assert np.array_equal(compiled, twin)
