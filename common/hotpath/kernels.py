@@ -342,6 +342,20 @@ def _recentre(book, side, n):
 
 
 @kernel
+def _row(lv, r):
+    """Row r of a level array as (side, px, qty), qty clamped to QTY_MAX;
+    side -1 for a row to reject (unknown side, px <= 0 or qty < 0)."""
+    side = lv[r, LV_SIDE]
+    px = lv[r, LV_PX]
+    qty = lv[r, LV_QTY]
+    if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or qty < 0:
+        return -1, px, qty
+    if qty > QTY_MAX:
+        qty = QTY_MAX
+    return side, px, qty
+
+
+@kernel
 def _place_sorted(book, lv, start, n):
     """Snapshot fast path: rows listed best first per side (as every snapshot and
     partial book arrives) written straight into their rows, centred in each
@@ -374,16 +388,12 @@ def _place_sorted(book, lv, start, n):
     last_a = 0
     bad = 0
     for r in range(start, start + n):
-        side = lv[r, LV_SIDE]
-        px = lv[r, LV_PX]
-        qty = lv[r, LV_QTY]
-        if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or qty < 0:
+        side, px, qty = _row(lv, r)
+        if side < 0:
             bad += 1
             continue
         if qty == 0:
             continue
-        if qty > QTY_MAX:
-            qty = QTY_MAX
         if side == SIDE_BID:
             if jb > 0 and px >= last_b:
                 return -1
@@ -443,16 +453,12 @@ def book_apply_rows(book, lv, start, n, snapshot):
     hint_b = -1
     hint_a = -1
     for r in range(start, start + n):
-        side = lv[r, LV_SIDE]
-        px = lv[r, LV_PX]
-        qty = lv[r, LV_QTY]
-        if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or qty < 0:
+        side, px, qty = _row(lv, r)
+        if side < 0:
             bad += 1
             continue
         if snapshot and qty == 0:
             continue
-        if qty > QTY_MAX:
-            qty = QTY_MAX
         if side == SIDE_BID:
             sgn = 1  # key = sgn * px ascends from the worst level to the best
             g = hint_b
