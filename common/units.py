@@ -68,6 +68,17 @@ def parse_decimal(text: str | bytes, scale: int, *, allow_negative: bool = False
     return value
 
 
+ASSET_SCALE = 8  # venue balances and base-asset commissions (OrderFill.fee_base): 10**-8 of the asset
+
+
+def asset_to_atoms_ceil(amount: int, qty_scale: int) -> int:
+    """`amount` in 10**-ASSET_SCALE units of a base asset -> atoms at `qty_scale`, rounded up
+    (what a holding must be reduced by so it never counts more than the venue holds)."""
+    if qty_scale >= ASSET_SCALE:
+        return amount * 10 ** (qty_scale - ASSET_SCALE)
+    return -((-amount) // 10 ** (ASSET_SCALE - qty_scale))
+
+
 def format_fixed(value: int, scale: int) -> str:
     """Render an integer of 10**-scale units as a decimal string (exact)."""
     sign = "-" if value < 0 else ""

@@ -80,10 +80,11 @@ Formulas and rounding
 * Requote (book update): only after more than P_WARMUP book updates, when
   not toxic, when >= P_COOLDOWN updates passed since the last quote, and
   when no quote is live or |fair - fair at last quote| > P_REQUOTE_PX.
-* Fill: position += / -= qty (spot: never below 0; the excess is counted
-  in S_CLAMPED). A fill that empties its side requotes at once (cooldown
-  reset); a partial fill leaves the rest of the quote live and resets the
-  cooldown so the next book update may requote.
+* Fill: position += / -= qty, less the base-asset commission the venue
+  kept (spot: never below 0; the excess is counted in S_CLAMPED). A fill
+  that empties its side requotes at once (cooldown reset); a partial fill
+  leaves the rest of the quote live and resets the cooldown so the next
+  book update may requote.
 * A book deeper than its capacity keeps the best ``cap`` levels per side.
 """
 
@@ -1069,28 +1070,47 @@ def on_trade(state, book, params, px, qty, buyer_is_maker, ts):
 
 @kernel
 def on_fill(state, book, params, side, px, qty, ts):
-    """Our order on `side` filled `qty` atoms at `px`. Updates inventory
-    (spot: never below zero, excess counted in S_CLAMPED), the live qty of
-    that side and the cooldown. A fill that empties its side requotes at
-    once (ACT_QUOTE); a partial fill keeps the rest live (ACT_NONE)."""
+    """Our order on `side` filled `qty` atoms at `px`: on_fill_kept with
+    nothing kept by the venue."""
+    return on_fill_kept(state, book, params, side, px, qty, 0, ts)
+
+
+@kernel
+def on_fill_kept(state, book, params, side, px, qty, kept, ts):
+    """Our order on `side` filled `qty` atoms at `px`, and the venue kept
+    `kept` atoms of the base asset as its commission (Binance does on a buy
+    without BNB), so holdings change by +qty - kept on a bid, -qty - kept on
+    an ask. Updates inventory (spot: never below zero, excess counted in
+    S_CLAMPED), the live qty of that side (by qty: the order's own fill) and
+    the cooldown. A fill that empties its side requotes at once (ACT_QUOTE),
+    sized on the holdings after the commission; a partial fill keeps the
+    rest live (ACT_NONE)."""
     if qty <= 0 or (side != SIDE_BID and side != SIDE_ASK):
         return ACT_NONE
     if qty > QTY_MAX:
         qty = QTY_MAX
+    kept = _clamp(kept, 0, QTY_MAX)
     state[S_N_FILLS] += 1
     pos = state[S_POSITION]
     if side == SIDE_BID:
-        state[S_POSITION] = pos + qty
+        held = pos + qty - kept
+        if params[P_SPOT] != 0 and held < 0:
+            state[S_CLAMPED] -= held
+            held = 0
+        state[S_POSITION] = held
         state[S_BOUGHT] += qty
         live = state[S_LIVE_BID] - qty
         state[S_LIVE_BID] = live if live > 0 else 0
         emptied = live <= 0
     else:
         sold = qty
-        if params[P_SPOT] != 0 and qty > pos:
-            sold = pos if pos > 0 else 0
-            state[S_CLAMPED] += qty - sold
-        state[S_POSITION] = pos - sold
+        gone = qty + kept
+        if params[P_SPOT] != 0 and gone > pos:
+            gone = pos if pos > 0 else 0
+            state[S_CLAMPED] += qty + kept - gone
+            if sold > gone:
+                sold = gone
+        state[S_POSITION] = pos - gone
         state[S_SOLD] += sold
         live = state[S_LIVE_ASK] - qty
         state[S_LIVE_ASK] = live if live > 0 else 0

@@ -36,12 +36,11 @@ from typing import Any
 
 from common import events
 from common.accounting import Account
-from common.units import SymbolTable
+from common.units import ASSET_SCALE, SymbolTable
 from services.execution.binance import client_order_id
 from services.execution.orders import NEW, TERMINAL, OrderBook
 
 REPORTS = (events.OrderAck, events.OrderFill, events.OrderCancelled, events.OrderRejected, events.OrderExpired)
-ASSET_SCALE = 8  # VenueSnapshot balances: 10**-8 units of each asset
 
 Action = tuple[Any, ...]
 

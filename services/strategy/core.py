@@ -22,7 +22,7 @@ from common import events
 from common.config import StrategyConfig
 from common.core import Output, outputs_for, parent_of
 from common.hotpath import default_params, dtypes, kernels, new_book, new_levels, new_state
-from common.units import SymbolTable
+from common.units import SymbolTable, asset_to_atoms_ceil
 
 D = dtypes
 # Every body type apply() acts on; anything else is returned from at once.
@@ -80,8 +80,9 @@ class Order:
 class SymbolBook:
     """Kernel arrays of one symbol."""
 
-    def __init__(self, params: np.ndarray, capacity: int) -> None:
+    def __init__(self, params: np.ndarray, capacity: int, qty_scale: int) -> None:
         self.params = params
+        self.qty_scale = qty_scale  # to count a base-asset commission (10**-8 units) in atoms
         self.state = new_state()
         # Deep enough for a full REST snapshot (1000 levels) plus what diffs add:
         # a level dropped for capacity never comes back, so a shallow book goes
@@ -97,7 +98,9 @@ class StrategyCore:
         self.books: dict[str, SymbolBook] = {}
         for sym in cfg.symbols:
             spec = symbols[sym]
-            self.books[spec.symbol] = SymbolBook(params_for(cfg, spec.tick, spec.step), cfg.book_capacity)
+            self.books[spec.symbol] = SymbolBook(
+                params_for(cfg, spec.tick, spec.step), cfg.book_capacity, spec.qty_scale
+            )
         self.orders: dict[str, Order] = {}  # every order not yet terminal
         self.live: dict[str, dict[int, str]] = {s: {} for s in self.books}  # symbol -> side -> order id
         self.counters = {"intents": 0, "cancels": 0, "cancel_alls": 0, "fills": 0}
@@ -149,7 +152,11 @@ class StrategyCore:
         order.remaining -= f.qty
         if order.remaining <= 0:
             self._forget(oid)
-        act = kernels.on_fill(sb.state, sb.book, sb.params, SIDE_TO_KERNEL[order.side], f.price, f.qty, ev.event_ns)
+        # A commission the venue took in the base asset leaves holdings that much short of the
+        # fill: counted (rounded up) so the strategy never offers more than the venue holds.
+        kept = asset_to_atoms_ceil(f.fee_base, sb.qty_scale) if f.fee_base else 0
+        side = SIDE_TO_KERNEL[order.side]
+        act = kernels.on_fill_kept(sb.state, sb.book, sb.params, side, f.price, f.qty, kept, ev.event_ns)
         return self._act(ev, order.symbol, sb, act)
 
     def _retire(self, oid: str, leaves: int | None) -> None:

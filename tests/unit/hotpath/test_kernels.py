@@ -343,6 +343,30 @@ def test_full_fill_requotes_at_once():
     assert quote(s) == (99_990, 100_000, 100_010, 100_000)
 
 
+def test_a_commission_kept_in_the_base_asset_shrinks_holdings_and_the_next_ask():
+    """Binance keeps a buy's commission out of the BTC received: the requote that follows offers
+    what is held (99_900), not what was bought (100_000) -- a sell of the gross qty would fail."""
+    p = default_params(warmup=0, cooldown=5)
+    s, b = new_state(), new_book()
+    feed(s, b, p, *wide_book())
+    assert K.on_fill_kept(s, b, p, BID, 99_990, 100_000, 100, 0) == D.ACT_QUOTE
+    assert (s[D.S_POSITION], s[D.S_BOUGHT]) == (99_900, 100_000)
+    assert quote(s) == (99_990, 100_000, 100_010, 99_000)  # 99_900 held, down to the 1,000 lot
+    # On a sell the commission leaves holdings too; spot holdings never go below zero.
+    assert K.on_fill_kept(s, b, p, ASK, 100_010, 99_000, 60, 0) == D.ACT_QUOTE
+    assert (s[D.S_POSITION], s[D.S_SOLD]) == (840, 99_000)
+    assert quote(s)[3] == 0  # 840 held: less than a lot
+    K.on_fill_kept(s, b, p, ASK, 100_010, 900, 0, 0)  # more than is held (a venue's odd report)
+    assert (s[D.S_POSITION], s[D.S_SOLD], s[D.S_CLAMPED]) == (0, 99_840, 60)
+    # kept = 0 is on_fill exactly
+    s1, b1, s2, b2 = new_state(), new_book(), new_state(), new_book()
+    for st, bk in ((s1, b1), (s2, b2)):
+        feed(st, bk, p, *wide_book())
+    K.on_fill(s1, b1, p, BID, 99_990, 40_000, 0)
+    K.on_fill_kept(s2, b2, p, BID, 99_990, 40_000, 0, 0)
+    assert np.array_equal(s1, s2) and np.array_equal(b1, b2)
+
+
 def test_partial_fill_keeps_quote_and_resets_cooldown():
     p = default_params(warmup=0, cooldown=3)
     s, b = new_state(), new_book()

@@ -106,7 +106,12 @@ def step(state, book, params, ev, lv, i):
         return K.on_book_snapshot(state, book, params, lv, a, b, ts)
     if k == D.EVK_TRADE:
         return K.on_trade(state, book, params, a, b, c, ts)
-    return K.on_fill(state, book, params, a, b, c, ts)
+    return K.on_fill_kept(state, book, params, a, b, c, kept_of(c, i), ts)
+
+
+def kept_of(qty, i):
+    """A base-asset commission for the i-th event's fill: none, 0.2% or 0.4% of it, or more than it."""
+    return (0, qty // 500, qty // 250, qty + 7)[i % 4]
 
 
 @SETTINGS
@@ -176,12 +181,14 @@ def test_entry_points_equal_py_func(kw, seed):
         D.EVK_DELTA: K.on_book_delta,
         D.EVK_SNAPSHOT: K.on_book_snapshot,
         D.EVK_TRADE: K.on_trade,
-        D.EVK_FILL: K.on_fill,
+        D.EVK_FILL: K.on_fill_kept,
     }
     for i in range(ev.shape[0]):
         k, ts, a, bb, c = (int(x) for x in ev[i])
         fn = fns[k]
         args = (lv, a, bb, ts) if k in (D.EVK_DELTA, D.EVK_SNAPSHOT) else (a, bb, c, ts)
+        if k == D.EVK_FILL:
+            args = (a, bb, c, kept_of(c, i), ts)
         s2, b2 = s.copy(), b.copy()
         r1 = fn(s, b, p, *args)
         r2 = call_strict(fn.py_func, s2, b2, p, *args)

@@ -66,11 +66,23 @@ class Feed:
         return self.wrap(E.Trade(self.symbol, self.seq + 1, px, qty, buyer_maker))
 
     # order flow
-    def fill(self, order_id: str, side: int, px: int, qty: int, leaves: int = 0, child: int = 1) -> E.Sequenced:
+    def fill(
+        self, order_id: str, side: int, px: int, qty: int, leaves: int = 0, child: int = 1, fee_base: int = 0
+    ) -> E.Sequenced:
         return self.wrap(
             E.OrderFill(
-                "sim", f"{order_id}.{child}", self.symbol, side, px, qty, leaves, 0, E.MAKER, f"t{self.seq + 1}"
-            )
+                "sim",
+                f"{order_id}.{child}",
+                self.symbol,
+                side,
+                px,
+                qty,
+                leaves,
+                0,
+                E.MAKER,
+                f"t{self.seq + 1}",
+                fee_base,
+            )  # fmt: skip
         )
 
     def cancelled(self, order_id: str, leaves: int, child: int = 1) -> E.Sequenced:

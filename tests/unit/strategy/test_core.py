@@ -233,6 +233,19 @@ def test_spot_flat_quotes_no_ask_and_caps_the_ask_to_holdings(model: str) -> Non
         assert not [i for i in intents(outs) if i.side == E.SELL], "flat on spot must not quote an ask"
 
 
+@pytest.mark.parametrize(("fee_base", "ask_qty"), [(0, 31_000), (31, 30_000)])
+def test_spot_ask_is_what_is_held_after_a_base_asset_commission(fee_base: int, ask_qty: int) -> None:
+    """31_000 atoms bought, 31 kept by the venue as commission (0.1% in BTC, as Binance charges
+    without BNB): 30_969 are held, so the ask is 30_000 (the lot below), never the 31_000 bought."""
+    core = make_core("mm")
+    feed = Feed()
+    bid = by_side(warm(core, feed))[E.BUY]
+    core.apply(feed.fill(bid.order_id, E.BUY, bid.price, 31_000, leaves=QTY - 31_000, fee_base=fee_base))
+    assert core.inspect(BTC)["position"] == 31_000 - fee_base
+    q = by_side(core.apply(feed.delta([(BID + 40, 1_000_000)])))
+    assert q[E.SELL].qty == ask_qty
+
+
 # ---------------------------------------------------------------- toxic flow
 @pytest.mark.parametrize("model", MODELS)
 def test_toxic_burst_cancels_all_and_holds_until_it_subsides(model: str) -> None:
