@@ -209,7 +209,16 @@ from common.hotpath.dtypes import (
 # incref/decref pair per array; measured in an interleaved A/B on this
 # machine, dropping them made a trade 25% and a depth-5 book update 12-20%
 # cheaper. A kernel that tried to allocate would now fail to compile.
-kernel = njit(cache=True, _nrt=False)
+# `_nrt` is an underscored option (numba 0.60-0.68 accept it, and an unknown
+# option fails only at the first compile); should a later numba drop it, the
+# kernels still compile, with the refcounts.
+try:
+    from numba.core.cpu import CPUTargetOptions as _CPUOptions
+
+    _HAS_NRT_OPTION = hasattr(_CPUOptions, "_nrt")
+except ImportError:  # pragma: no cover - depends on the numba installed
+    _HAS_NRT_OPTION = False
+kernel = njit(cache=True, _nrt=False) if _HAS_NRT_OPTION else njit(cache=True)
 
 # ==========================================================================
 # integer helpers
