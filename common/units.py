@@ -71,12 +71,13 @@ def parse_decimal(text: str | bytes, scale: int, *, allow_negative: bool = False
 ASSET_SCALE = 8  # venue balances and base-asset commissions (OrderFill.fee_base): 10**-8 of the asset
 
 
-def asset_to_atoms_ceil(amount: int, qty_scale: int) -> int:
-    """`amount` in 10**-ASSET_SCALE units of a base asset -> atoms at `qty_scale`, rounded up
-    (what a holding must be reduced by so it never counts more than the venue holds)."""
-    if qty_scale >= ASSET_SCALE:
-        return amount * 10 ** (qty_scale - ASSET_SCALE)
-    return -((-amount) // 10 ** (ASSET_SCALE - qty_scale))
+def rescale_ceil(value: int, from_scale: int, to_scale: int) -> int:
+    """`value` in units of 10**-from_scale -> units of 10**-to_scale, rounded up (exact when
+    to_scale >= from_scale). What we pay, or what a holding must be reduced by, never
+    rounds in our favour."""
+    if to_scale >= from_scale:
+        return value * 10 ** (to_scale - from_scale)
+    return -((-value) // 10 ** (from_scale - to_scale))
 
 
 def format_fixed(value: int, scale: int) -> str:

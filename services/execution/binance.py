@@ -94,7 +94,7 @@ from common.events import (
     OrderFill,
     OrderRejected,
 )
-from common.units import BUILTIN, SymbolSpec, SymbolTable, UnitError, parse_decimal
+from common.units import ASSET_SCALE, BUILTIN, SymbolSpec, SymbolTable, UnitError, parse_decimal, rescale_ceil
 
 from .binance_userstream import RECONNECTED, UserStream
 
@@ -219,7 +219,7 @@ class BinanceConfig:
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 30.0
     unknown_retry_ms: int = 1000  # how often poll() re-queries orders of unknown status
-    asset_scale: int = 8  # balances and non-quote fees: 10**-8 units of the asset
+    asset_scale: int = ASSET_SCALE  # balances and non-quote fees, as VenueSnapshot and fee_base count them
     max_tracked: int = 100_000
 
     def __post_init__(self) -> None:
@@ -244,19 +244,6 @@ def sign(secret: str | bytes, payload: str) -> str:
     """Binance HMAC-SHA256 signature: hex of HMAC(secret, totalParams)."""
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
-
-
-def base_fee_value(amount: int, price: int, qty_scale: int, asset_scale: int) -> int:
-    """Quote value, at the notional scale, of `amount` (10**-asset_scale units of the base asset) at `price`.
-
-    amount * 10**-asset_scale base * price * 10**-price_scale quote/base, in units of
-    10**-(price_scale + qty_scale): amount * price * 10**(qty_scale - asset_scale),
-    rounded up, as `common.accounting.fee` rounds what we pay.
-    """
-    n = amount * price
-    if qty_scale >= asset_scale:
-        return n * 10 ** (qty_scale - asset_scale)
-    return -((-n) // 10 ** (asset_scale - qty_scale))
 
 
 def client_order_id(key: str, prefix: str = "am-") -> str:
@@ -628,7 +615,9 @@ class BinanceAdapter:
             return 0, 0
         if amount > 0 and asset == spec.base:
             self._count("fee_base_fills")
-            return base_fee_value(amount, px, spec.qty_scale, self.cfg.asset_scale), amount
+            # amount * px is at asset_scale + price_scale; the fee's notional scale is
+            # qty_scale + price_scale: a rescale from asset_scale to qty_scale.
+            return rescale_ceil(amount * px, self.cfg.asset_scale, spec.qty_scale), amount
         if amount and asset:
             self._fees_other[asset] = self._fees_other.get(asset, 0) + amount
             self._count("fee_other_fills")

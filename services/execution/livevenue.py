@@ -26,8 +26,8 @@ The first snapshot in the log sets the balance baseline (a real account holds
 money before the engine starts); each later one reports a Correction when the
 base asset's change since the baseline differs from the account's position
 less the base-asset commissions the venue kept (`OrderFill.fee_base`, summed
-per symbol over the log's fills, as the position is). The comparison is exact, at the finer
-of the venue's 10**-8 and the symbol's qty scale.
+per symbol over the log's fills, as the position is). The comparison is
+exact, at the finer of the venue's 10**-8 and the symbol's qty scale.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class LiveVenue:
         self.actions: list[Action] = []
         self.trades: dict[str, list[str]] = {}  # child id -> trade ids applied (open orders only)
         self.baseline: dict[str, int] | None = None  # asset -> balance at the first snapshot
-        self.base_fees: dict[str, int] = {}  # symbol -> fee_base kept since the baseline (10**-8 units)
+        self.base_fees: dict[str, int] = {}  # symbol -> sum of its fills' fee_base (10**-8 units)
         self.clock_ns = 0  # the sequencer's clock at the last event (how old an unsent order is)
         self.counters = {"duplicate_reports": 0, "cancel_rejects": 0, "snapshots": 0, "snapshot_failures": 0}
 

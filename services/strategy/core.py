@@ -22,7 +22,7 @@ from common import events
 from common.config import StrategyConfig
 from common.core import Output, outputs_for, parent_of
 from common.hotpath import default_params, dtypes, kernels, new_book, new_levels, new_state
-from common.units import SymbolTable, asset_to_atoms_ceil
+from common.units import ASSET_SCALE, SymbolTable, rescale_ceil
 
 D = dtypes
 # Every body type apply() acts on; anything else is returned from at once.
@@ -154,7 +154,7 @@ class StrategyCore:
             self._forget(oid)
         # A commission the venue took in the base asset leaves holdings that much short of the
         # fill: counted (rounded up) so the strategy never offers more than the venue holds.
-        kept = asset_to_atoms_ceil(f.fee_base, sb.qty_scale) if f.fee_base else 0
+        kept = rescale_ceil(f.fee_base, ASSET_SCALE, sb.qty_scale) if f.fee_base else 0
         side = SIDE_TO_KERNEL[order.side]
         act = kernels.on_fill_kept(sb.state, sb.book, sb.params, side, f.price, f.qty, kept, ev.event_ns)
         return self._act(ev, order.symbol, sb, act)

@@ -30,7 +30,7 @@ from common.events import (
     OrderRejected,
     encode,
 )
-from common.units import SymbolSpec, SymbolTable
+from common.units import SymbolSpec, SymbolTable, rescale_ceil
 from services.execution.binance import (
     CID_PATTERN,
     BinanceAdapter,
@@ -39,7 +39,6 @@ from services.execution.binance import (
     Credentials,
     CredentialsError,
     Secret,
-    base_fee_value,
     client_order_id,
     sign,
 )
@@ -192,7 +191,8 @@ def test_a_fee_in_a_third_asset_is_recorded_not_converted():
     ],
 )
 def test_base_fee_value_rounds_up_at_the_notional_scale(amount, price, qty_scale, want):
-    assert base_fee_value(amount, price, qty_scale, 8) == want
+    # the adapter's valuation: amount * price rescaled from the asset scale (8) to the qty scale
+    assert rescale_ceil(amount * price, 8, qty_scale) == want
 
 
 def test_market_buy_partially_filled_then_expired(server, adapter):
