@@ -43,6 +43,7 @@ from functools import partial
 import numpy as np
 from numba import njit
 
+from common.config import StrategyConfig
 from common.hotpath import default_params, new_book, new_state
 from common.hotpath import dtypes as D
 from common.hotpath import kernels as K
@@ -195,8 +196,12 @@ def drive_tick(state, book, params, lv, starts, counts, px, qty, bim, fside, fqt
 # --------------------------------------------------------------------------
 
 
-def _fresh(params, snap, cap):
-    s, b = new_state(), new_book(cap)
+# The book the strategy service builds (strategy.book_slots), not a toy one.
+SLOTS = StrategyConfig().book_slots
+
+
+def _fresh(params, snap):
+    s, b = new_state(), new_book(SLOTS)
     K.on_book_snapshot(s, b, params, snap, 0, snap.shape[0], 0)
     return s, b
 
@@ -232,17 +237,16 @@ def _book_python(s, b, params, lv, starts, counts, snapshot):
 def bench_book(depth, batches, batch, pool, stream_pool, snapshot=False):
     """Book rows: a diff per tick (snapshot=False) or a depth-N partial book per tick."""
     params = default_params(mp_levels=min(5, depth))
-    cap = max(D.BOOK_CAP, depth)
     form = as_partial_snapshots if snapshot else (lambda *a: a)
     snap, *ev = gen_book_events(depth, pool, seed=depth)
     lv, starts, counts = form(*ev)
-    s, b = _fresh(params, snap, cap)
+    s, b = _fresh(params, snap)
     kern = _timed(partial(drive_book, s, b, params, lv, starts, counts, snapshot), batches, batch)
-    s, b = _fresh(params, snap, cap)
+    s, b = _fresh(params, snap)
     py = _timed(_book_python(s, b, params, lv, starts, counts, snapshot), batches, batch)
     snap, *ev = gen_book_events(depth, stream_pool, seed=depth)
     lv_s, starts_s, counts_s = form(*ev)
-    s, b = _fresh(params, snap, cap)
+    s, b = _fresh(params, snap)
     stream = _timed(partial(drive_book, s, b, params, lv_s, starts_s, counts_s, snapshot), batches, batch)
     extra = {"requotes_python": py[1], "requotes_kernel": kern[1], "rows_per_event": float(counts.mean())}
     return py[0], kern[0], stream[0], extra
@@ -264,13 +268,13 @@ def bench_trade(batches, batch, pool, stream_pool):
     snap, *_ = gen_book_events(20, 1, seed=20)
     params = default_params()
     px, qty, bim = gen_trades(pool, seed=7)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     kern = _timed(partial(drive_trade, s, b, params, px, qty, bim), batches, batch)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     py = _timed(_trade_python(s, b, params, px, qty, bim), batches, batch)
     extra = {"vpin_bps_end": int(s[D.S_VPIN_BPS]), "toxic_end": int(s[D.S_TOXIC])}
     px, qty, bim = gen_trades(stream_pool, seed=7)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     stream = _timed(partial(drive_trade, s, b, params, px, qty, bim), batches, batch)
     return py[0], kern[0], stream[0], extra
 
@@ -305,13 +309,13 @@ def _tick_python(s, b, params, lv, starts, counts, px, qty, bim, fside, fqty):
 def bench_tick(batches, batch, pool, stream_pool):
     params = default_params()
     snap, args = _tick_inputs(pool)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     kern = _timed(partial(drive_tick, s, b, params, *args), batches, batch)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     py = _timed(_tick_python(s, b, params, *args), batches, batch)
     extra = {"requotes_python": py[1], "requotes_kernel": kern[1], "position_end": int(s[D.S_POSITION])}
     snap, args = _tick_inputs(stream_pool)
-    s, b = _fresh(params, snap, D.BOOK_CAP)
+    s, b = _fresh(params, snap)
     stream = _timed(partial(drive_tick, s, b, params, *args), batches, batch)
     return py[0], kern[0], stream[0], extra
 

@@ -140,7 +140,10 @@ class StrategyConfig:
     as_gamma_ppm: int = field(default=30, metadata=_range(1))
     as_horizon_ms: int = field(default=60_000, metadata=_range(1))
     as_kappa_ppm: int = field(default=100_000, metadata=_range(1))
-    book_capacity: int = field(default=1024, metadata=_range(64, 65536))  # levels a side in the kernel book
+    # Price slots (ticks) a side in the kernel book's ladder; every level within half of it
+    # from the best is kept (65,536: $327 of BTCUSDT at a $0.01 tick; a REST snapshot's
+    # 1,000 levels spanned about $210). 1 MiB per symbol.
+    book_slots: int = field(default=65_536, metadata=_range(64, 1 << 22))
     hash_every: int = field(default=1000, metadata=_range(1))
     snapshot_every: int = field(default=10_000, metadata=_range(1))
 

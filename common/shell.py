@@ -88,7 +88,7 @@ def restore(core: Core, store: SnapshotStore, name: str) -> int:
 
     A snapshot is an optimisation, never the truth: one this build cannot
     take (a core's load_state raises ValueError before it changes anything,
-    e.g. a book layout or book_capacity that differs from the snapshot's) is
+    e.g. a book layout or book_slots that differs from the snapshot's) is
     reported, and the service replays from the start of the log instead of
     crash-looping under supervisord."""
     snap = store.load_latest()

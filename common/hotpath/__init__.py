@@ -18,7 +18,7 @@ import numpy as np
 
 from common.hotpath import dtypes
 from common.hotpath.dtypes import (
-    BK_COLS,
+    BK_BLOCK,
     BOOK_CAP,
     BPS_ONE,
     N_PARAMS,
@@ -42,6 +42,8 @@ __all__ = [
     "new_state",
     "new_book",
     "book_levels",
+    "book_state",
+    "book_load",
     "new_levels",
 ]
 
@@ -59,7 +61,7 @@ _LIMITS = {
     dtypes.P_VPIN_WINDOW: (1, VPIN_CAP),
     dtypes.P_TOXIC_BPS: (0, 10_001),
     dtypes.P_MIN_TRADES: (0, VPIN_CAP + 1),
-    dtypes.P_MP_LEVELS: (1, BOOK_CAP),
+    dtypes.P_MP_LEVELS: (1, dtypes.MP_LEVELS_MAX),
     dtypes.P_EMA_ALPHA_PPM: (1, 1_000_000),
     dtypes.P_MULT_VPIN_BPS: (0, 1_000_000),
     dtypes.P_MULT_VOL_BPS: (0, 1_000_000),
@@ -112,21 +114,67 @@ def new_state() -> np.ndarray:
     return s
 
 
-def new_book(cap: int = BOOK_CAP) -> np.ndarray:
-    """Empty book, int64[2 + 2*cap, 2] (see dtypes for the layout)."""
-    if cap < 1:
-        raise ValueError("book capacity must be >= 1")
-    book = np.zeros((dtypes.book_rows(cap), BK_COLS), dtype=np.int64)
-    book[dtypes.BK_LO, :] = cap >> 1  # room to grow at both ends, as book_clear leaves it
+def new_book(slots: int = BOOK_CAP, tick: int = 1) -> np.ndarray:
+    """Empty book: a ladder of `slots` price slots a side (rounded up to a
+    multiple of 64), each `tick` pipettes apart (see dtypes for the layout)."""
+    if slots < 1 or tick < 1:
+        raise ValueError(f"book slots and tick must be >= 1, got {slots}, {tick}")
+    w = -(-slots // BK_BLOCK) * BK_BLOCK
+    book = np.zeros(dtypes.book_len(w), dtype=np.int64)
+    book[dtypes.BK_SLOTS] = w
+    book[dtypes.BK_TICK] = tick
+    book[dtypes.BK_BEST : dtypes.BK_BEST + 2] = -1
+    book[dtypes.BK_LOW : dtypes.BK_LOW + 2] = w
     return book
+
+
+def _side_slots(book: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(slots holding a level, best first; their quantities)."""
+    w = int(book[dtypes.BK_SLOTS])
+    q = book[dtypes.BK_Q + side * w : dtypes.BK_Q + (side + 1) * w]
+    idx = np.flatnonzero(q)[::-1]
+    return idx, q[idx]
 
 
 def book_levels(book: np.ndarray, side: int) -> list[tuple[int, int]]:
     """One side of a kernel book as (px, qty) pairs, best first (for display and tests)."""
-    cap = (book.shape[0] - dtypes.BK_BASE) // 2
-    first = dtypes.BK_BASE + side * cap + int(book[dtypes.BK_LO, side])
-    run = book[first : first + int(book[dtypes.BK_HDR, side])]
-    return [(int(p), int(q)) for p, q in run[::-1].tolist()]
+    idx, qty = _side_slots(book, side)
+    keys = int(book[dtypes.BK_KEY0 + side]) + idx * int(book[dtypes.BK_TICK])
+    px = keys if side == dtypes.SIDE_BID else -keys
+    return list(zip(px.tolist(), qty.tolist(), strict=True))
+
+
+def book_state(book: np.ndarray) -> list[bytes]:
+    """A book as canonical plain data for state hashes and snapshots: the header,
+    then per side its occupied (slot, qty) pairs, best first -- not the ladder's
+    mostly empty slots (block counts follow from the pairs)."""
+    out = [book[: dtypes.BK_HDR_LEN].tobytes()]
+    for side in (dtypes.SIDE_BID, dtypes.SIDE_ASK):
+        idx, qty = _side_slots(book, side)
+        out.append(np.stack([idx, qty], axis=1).astype(np.int64).tobytes())
+    return out
+
+
+def book_load(book: np.ndarray, data: list[bytes]) -> None:
+    """Inverse of book_state into `book`, whose slot count and tick must match
+    (ValueError otherwise, leaving `book` unchanged)."""
+    hdr = np.frombuffer(data[0], dtype=np.int64)
+    if hdr.shape != (dtypes.BK_HDR_LEN,) or hdr[dtypes.BK_SLOTS] != book[dtypes.BK_SLOTS] or (
+        hdr[dtypes.BK_TICK] != book[dtypes.BK_TICK]
+    ):
+        raise ValueError(
+            f"book of {int(hdr[dtypes.BK_SLOTS]) if len(hdr) > 1 else '?'} slots, tick"
+            f" {int(hdr[dtypes.BK_TICK]) if len(hdr) > 1 else '?'}; this one has"
+            f" {int(book[dtypes.BK_SLOTS])}, tick {int(book[dtypes.BK_TICK])}"
+        )
+    w = int(book[dtypes.BK_SLOTS])
+    book[:] = 0
+    book[: dtypes.BK_HDR_LEN] = hdr
+    for side in (dtypes.SIDE_BID, dtypes.SIDE_ASK):
+        pairs = np.frombuffer(data[1 + side], dtype=np.int64).reshape(-1, 2)
+        book[dtypes.BK_Q + side * w + pairs[:, 0]] = pairs[:, 1]
+        blocks = dtypes.BK_Q + 2 * w + side * (w // BK_BLOCK)
+        np.add.at(book, blocks + pairs[:, 0] // BK_BLOCK, 1)
 
 
 def new_levels(n: int) -> np.ndarray:

@@ -61,27 +61,36 @@ MODEL_MM = 0  # seed-style: microprice +- half_spread*mult - inventory skew
 MODEL_AS = 1  # Avellaneda-Stoikov, rolling-horizon form
 
 # --------------------------------------------------------------------------
-# book array: int64 2-D, shape (2 + 2*cap, 2)
-#   row BK_HDR (0)   : [n_bids, n_asks]
-#   row BK_LO  (1)   : [lo_bids, lo_asks], where each side's run of levels starts
-#   side s owns rows BK_BASE + s*cap .. BK_BASE + s*cap + cap - 1; its levels are
-#   the run lo .. lo + n - 1 inside that region, worst first, best last, with
-#   free rows on both ends, so a change at the touch or at the far end moves
-#   few rows (see kernels.book_apply_rows). Rows outside the run are stale.
-#   columns          : BK_PX, BK_QTY
-# cap is derived from the shape: cap = (book.shape[0] - BK_BASE) // 2.
+# book array: int64 1-D, a price-indexed ladder per side
+#   header (BK_HDR_LEN slots), then side s's W quantity slots at
+#   BK_Q + s*W + i, then side s's W // 64 block counts at
+#   BK_Q + 2*W + s*(W // 64) + (i >> 6).
+#   A side's key of a price is px for bids, -px for asks, so on both sides a
+#   better price has a higher key and a higher slot: slot i holds the level at
+#   key book[BK_KEY0 + s] + i * tick (qty 0 = no level there). A block count
+#   is the number of levels in its 64 slots, so walks skip empty blocks.
+#   book[BK_SLOTS] = W (a multiple of 64), book[BK_TICK] = pipettes per slot.
+#   book[BK_BEST + s]: slot of the best level, -1 when the side is empty.
+#   book[BK_N + s]: levels held; book[BK_LOW + s]: no level sits below this
+#   slot (a bound, so a clear touches only [low, best]);
+#   book[BK_DROPPED + s]: levels dropped for falling outside the window.
 # --------------------------------------------------------------------------
-BOOK_CAP = 64
-BK_PX = 0
-BK_QTY = 1
-BK_COLS = 2
-BK_HDR = 0  # book[BK_HDR, side] = number of levels on that side
-BK_LO = 1  # book[BK_LO, side] = offset of the side's worst level in its region
-BK_BASE = 2  # first row of the bid region
+MP_LEVELS_MAX = 64  # most levels the weighted microprice reads
+BOOK_CAP = 1024  # default slots per side of new_book() (tests, tools)
+BK_SLOTS = 0
+BK_TICK = 1
+BK_KEY0 = 2  # + side
+BK_BEST = 4  # + side
+BK_N = 6  # + side
+BK_LOW = 8  # + side
+BK_DROPPED = 10  # + side
+BK_HDR_LEN = 16
+BK_Q = BK_HDR_LEN
+BK_BLOCK = 64  # slots per block count
 
 
-def book_rows(cap: int = BOOK_CAP) -> int:
-    return BK_BASE + 2 * cap
+def book_len(slots: int = BOOK_CAP) -> int:
+    return BK_Q + 2 * slots + 2 * (slots // BK_BLOCK)
 
 
 # --------------------------------------------------------------------------

@@ -99,11 +99,14 @@ from common.hotpath.dtypes import (
     ACT_NONE,
     ACT_QUOTE,
     AS_TERM_MAX,
-    BK_BASE,
-    BK_HDR,
-    BK_LO,
-    BK_PX,
-    BK_QTY,
+    BK_BEST,
+    BK_DROPPED,
+    BK_KEY0,
+    BK_LOW,
+    BK_N,
+    BK_Q,
+    BK_SLOTS,
+    BK_TICK,
     BPS_ONE,
     DT_MAX_NS,
     EV_A,
@@ -124,6 +127,7 @@ from common.hotpath.dtypes import (
     LV_QTY,
     LV_SIDE,
     MODEL_AS,
+    MP_LEVELS_MAX,
     NO_PRICE,
     P_AS_GAMMA_PPM,
     P_AS_HORIZON_NS,
@@ -306,50 +310,111 @@ def ln_q30(y_q):
 
 
 # ==========================================================================
-# L2 book
+# L2 book: a price-indexed ladder per side (layout in dtypes)
 # ==========================================================================
 
 
 @kernel
 def book_cap(book):
-    return (book.shape[0] - BK_BASE) // 2
+    """Price slots per side."""
+    return book[BK_SLOTS]
+
+
+@kernel
+def _blocks(book, side):
+    """Index of side's first block count."""
+    w = book[BK_SLOTS]
+    return BK_Q + 2 * w + side * (w >> 6)
+
+
+@kernel
+def _clear_side(book, side):
+    """Empty a side: zero its slots and block counts in [low, best] only."""
+    best = book[BK_BEST + side]
+    if best >= 0:
+        low = book[BK_LOW + side]
+        q = BK_Q + side * book[BK_SLOTS]
+        for i in range(low, best + 1):
+            book[q + i] = 0
+        cb = _blocks(book, side)
+        for k in range(low >> 6, (best >> 6) + 1):
+            book[cb + k] = 0
+    book[BK_BEST + side] = -1
+    book[BK_N + side] = 0
+    book[BK_LOW + side] = book[BK_SLOTS]
 
 
 @kernel
 def book_clear(book):
-    cap = (book.shape[0] - BK_BASE) // 2
-    book[BK_HDR, 0] = 0
-    book[BK_HDR, 1] = 0
-    book[BK_LO, 0] = cap >> 1
-    book[BK_LO, 1] = cap >> 1
+    _clear_side(book, SIDE_BID)
+    _clear_side(book, SIDE_ASK)
 
 
 @kernel
-def _top_row(book, side):
-    """Row of a side's best level (valid only when the side is not empty)."""
-    cap = (book.shape[0] - BK_BASE) // 2
-    return BK_BASE + side * cap + book[BK_LO, side] + book[BK_HDR, side] - 1
+def _next_below(book, side, i):
+    """Highest slot below i that holds a level, -1 if none."""
+    q = BK_Q + side * book[BK_SLOTS]
+    cb = _blocks(book, side)
+    low = book[BK_LOW + side]
+    j = i - 1
+    while j >= low:
+        if book[cb + (j >> 6)] == 0:
+            j = ((j >> 6) << 6) - 1  # an empty block: skip to the top of the one below
+            continue
+        if book[q + j] != 0:
+            return j
+        j -= 1
+    return -1
 
 
 @kernel
-def _recentre(book, side, n):
-    """Move a side's run of n levels to the middle of its region (rare: the
-    run reached an edge of it); returns the new lo."""
-    cap = (book.shape[0] - BK_BASE) // 2
-    region = BK_BASE + side * cap
-    src = region + book[BK_LO, side]
-    lo = (cap - n + 1) >> 1  # n < cap - 1 here: leaves lo >= 1 and lo + n < cap
-    dst = region + lo
-    if dst < src:
-        for j in range(n):
-            book[dst + j, BK_PX] = book[src + j, BK_PX]
-            book[dst + j, BK_QTY] = book[src + j, BK_QTY]
-    elif dst > src:
-        for j in range(n - 1, -1, -1):
-            book[dst + j, BK_PX] = book[src + j, BK_PX]
-            book[dst + j, BK_QTY] = book[src + j, BK_QTY]
-    book[BK_LO, side] = lo
-    return lo
+def _recount(book, side):
+    """Rebuild a side's block counts, level count, best and low from its slots
+    (after the window moved)."""
+    w = book[BK_SLOTS]
+    q = BK_Q + side * w
+    cb = _blocks(book, side)
+    n = 0
+    best = -1
+    low = w
+    for k in range(w >> 6):
+        c = 0
+        for i in range(k << 6, (k + 1) << 6):
+            if book[q + i] != 0:
+                c += 1
+                best = i
+                if low == w:
+                    low = i
+        book[cb + k] = c
+        n += c
+    book[BK_N + side] = n
+    book[BK_BEST + side] = best
+    book[BK_LOW + side] = low
+
+
+@kernel
+def _move_window(book, side, d):
+    """Slide a side's window d slots toward better prices (d > 0) or worse
+    (d < 0): slot i then holds what slot i + d held. Levels that leave the
+    window are dropped and counted. O(W): only when the best walks out of
+    the middle of the window."""
+    w = book[BK_SLOTS]
+    q = BK_Q + side * w
+    if d > 0:
+        for i in range(0, d if d < w else w):
+            if book[q + i] != 0:
+                book[BK_DROPPED + side] += 1
+        for i in range(w):
+            book[q + i] = book[q + i + d] if i + d < w else 0
+    else:
+        e = -d
+        for i in range(w - e if e < w else 0, w):
+            if book[q + i] != 0:
+                book[BK_DROPPED + side] += 1
+        for i in range(w - 1, -1, -1):
+            book[q + i] = book[q + i - e] if i >= e else 0
+    book[BK_KEY0 + side] += d * book[BK_TICK]
+    _recount(book, side)
 
 
 @kernel
@@ -367,38 +432,24 @@ def _row(lv, r):
 
 
 @kernel
-def _place_sorted(book, lv, start, n):
-    """Snapshot fast path: rows listed best first per side (as every snapshot and
-    partial book arrives) written straight into their rows, centred in each
-    side's region, with no search and no moves. A side with more than cap levels
-    keeps its first (best) cap, as the general path would.
-
-    Returns rows rejected, or -1 when a side's prices are not strictly best
-    first (its rows then need the general path; the book's rows may have been
-    written, its header not)."""
-    cap = (book.shape[0] - BK_BASE) // 2
-    nb = 0
-    na = 0
-    for r in range(start, start + n):  # counted first, to centre each side's run
-        side, _px, qty = _row(lv, r)
-        if qty > 0:
-            if side == SIDE_BID:
-                nb += 1
-            elif side == SIDE_ASK:
-                na += 1
-    if nb > cap:
-        nb = cap
-    if na > cap:
-        na = cap
-    lo_b = (cap - nb + 1) >> 1
-    lo_a = (cap - na + 1) >> 1
-    top_b = BK_BASE + lo_b + nb - 1
-    top_a = BK_BASE + cap + lo_a + na - 1
-    jb = 0
-    ja = 0
-    last_b = 0
-    last_a = 0
+def _place_snapshot(book, lv, start, n):
+    """A snapshot's rows into a cleared book with the headers kept in registers
+    (each row a store and a block count), written once at the end. Returns rows rejected, or -1, with the book
+    left cleared, when a row lies above the window its side's first row placed
+    (the rows then need the general path)."""
+    w = book[BK_SLOTS]
+    tick = book[BK_TICK]
+    top = w - (w >> 2)
+    kb = 0
+    ka = 0
+    lo_b = w
+    hi_b = -1
+    lo_a = w
+    hi_a = -1
     bad = 0
+    cb = BK_Q + 2 * w  # the bid side's first block count
+    m_b = 0
+    m_a = 0
     for r in range(start, start + n):
         side, px, qty = _row(lv, r)
         if side < 0:
@@ -406,26 +457,57 @@ def _place_sorted(book, lv, start, n):
             continue
         if qty == 0:
             continue
+        if tick != 1 and px % tick != 0:
+            bad += 1
+            continue
         if side == SIDE_BID:
-            if jb > 0 and px >= last_b:
-                return -1
-            if jb < nb:
-                book[top_b - jb, BK_PX] = px
-                book[top_b - jb, BK_QTY] = qty
-            jb += 1
-            last_b = px
+            if hi_b < 0:
+                kb = px - top * tick
+            d = px - kb
         else:
-            if ja > 0 and px <= last_a:
-                return -1
-            if ja < na:
-                book[top_a - ja, BK_PX] = px
-                book[top_a - ja, BK_QTY] = qty
-            ja += 1
-            last_a = px
-    book[BK_HDR, SIDE_BID] = nb
-    book[BK_HDR, SIDE_ASK] = na
-    book[BK_LO, SIDE_BID] = lo_b
-    book[BK_LO, SIDE_ASK] = lo_a
+            if hi_a < 0:
+                ka = -px - top * tick
+            d = -px - ka
+        i = d if tick == 1 else d // tick
+        if i >= w:
+            for j in range(lo_b, hi_b + 1):  # leave the cleared book as it was
+                book[BK_Q + j] = 0
+            for j in range(lo_a, hi_a + 1):
+                book[BK_Q + w + j] = 0
+            for j in range(2 * (w >> 6)):
+                book[cb + j] = 0
+            return -1
+        if i < 0:
+            book[BK_DROPPED + side] += 1
+            continue
+        slot = BK_Q + side * w + i
+        if book[slot] == 0:  # else a repeated price: its last row wins
+            book[cb + side * (w >> 6) + (i >> 6)] += 1
+            if side == SIDE_BID:
+                m_b += 1
+            else:
+                m_a += 1
+        book[slot] = qty
+        if side == SIDE_BID:
+            if i > hi_b:
+                hi_b = i
+            if i < lo_b:
+                lo_b = i
+        else:
+            if i > hi_a:
+                hi_a = i
+            if i < lo_a:
+                lo_a = i
+    if hi_b >= 0:
+        book[BK_KEY0] = kb
+        book[BK_N] = m_b
+        book[BK_BEST] = hi_b
+        book[BK_LOW] = lo_b
+    if hi_a >= 0:
+        book[BK_KEY0 + 1] = ka
+        book[BK_N + 1] = m_a
+        book[BK_BEST + 1] = hi_a
+        book[BK_LOW + 1] = lo_a
     return bad
 
 
@@ -433,157 +515,107 @@ def _place_sorted(book, lv, start, n):
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
-    rows rejected.
+    rows rejected (bad side, px <= 0, qty < 0, px off the tick grid).
 
-    Layout: a side is a run of rows [lo, lo + m) inside its cap-row region,
-    worst first, best last, with free rows on both ends. An insert or a
-    removal moves whichever part of the run is shorter (the part toward the
-    worst end moves by shifting lo), so a change at either end -- the touch,
-    or the far levels a moving market drops and adds -- moves few rows. When
-    the short part has no free row beyond it, the run is first re-centred in
-    its region. When the side is full, a new level worse than every kept
-    level is dropped, and a better one first drops the worst cap // 8 levels
-    (at least one) by moving lo: a side holds between cap - cap // 8 and cap
-    levels, always the best ones. A snapshot listed best first per side goes
-    through ``_place_sorted`` (no search, no moves); any other snapshot is
-    cleared and applied row by row like a delta.
-
-    Search: a delta lists a side's levels in price order, so each row is
-    looked up by galloping out from the rank the previous row of its side
-    landed on -- a few well-predicted compares instead of a binary search's
-    unpredictable ones. The search and the row moves are written out in
-    this loop, not called: a numba call that passes the book array costs
-    more than the whole per-row step (measured), and LLVM does not inline
-    a callee this size."""
-    cap = (book.shape[0] - BK_BASE) // 2
+    A row is one store at its price's slot: no search, no moves. The best
+    slot only moves up on an insert above it; removing the best level finds
+    the next one below by a walk that skips empty 64-slot blocks, once per
+    call. Window: the first level of an empty side is placed 3/4 of the way
+    up its window (room above for better prices, most of it below for
+    depth). A better level beyond the top slides the window up so it lands
+    there again, and a best that falls into the bottom half slides it down;
+    both are O(W) and rare (the market must move W/4 slots). A level below
+    the window is not kept (counted in BK_DROPPED); since the best always
+    sits in the top half, every level within W/2 slots of it is kept."""
     if snapshot:
-        bad = _place_sorted(book, lv, start, n)
+        book_clear(book)
+        dropped_b = book[BK_DROPPED]
+        dropped_a = book[BK_DROPPED + 1]
+        bad = _place_snapshot(book, lv, start, n)
         if bad >= 0:
             return bad
-        book_clear(book)
+        book[BK_DROPPED] = dropped_b  # a row beyond its side's window: row by row, as a delta
+        book[BK_DROPPED + 1] = dropped_a
+    w = book[BK_SLOTS]
+    tick = book[BK_TICK]
+    top = w - (w >> 2)  # where a new window puts the best level
     bad = 0
-    hint_b = -1
-    hint_a = -1
+    dirty_b = 0
+    dirty_a = 0
     for r in range(start, start + n):
         side, px, qty = _row(lv, r)
         if side < 0:
             bad += 1
             continue
-        if snapshot and qty == 0:
+        if qty == 0 and snapshot:
             continue
-        if side == SIDE_BID:
-            sgn = 1  # key = sgn * px ascends from the worst level to the best
-            g = hint_b
-        else:
-            sgn = -1
-            g = hint_a
-        region = BK_BASE + side * cap
-        m = book[BK_HDR, side]
-        lo = book[BK_LO, side]
-        first = region + lo
-        key = sgn * px
-        # ---- i = smallest rank whose key >= key, galloping from g
-        if g < 0 or g > m:
-            g = m - 1 if m > 0 else 0  # first row of a side: start at the touch
-        if g > 0 and book[first + g - 1, BK_PX] == px:
-            a = g - 1  # the next level of a delta in price order: one compare
-            b = g - 1
-        elif g < m and sgn * book[first + g, BK_PX] < key:
-            a = g + 1
-            b = m
-            step = 1
-            j = g + 1
-            while j < m:
-                if sgn * book[first + j, BK_PX] >= key:
-                    b = j
-                    break
-                a = j + 1
-                step = step << 1
-                j = g + step
-        else:
-            a = 0
-            b = g
-            step = 1
-            j = g - 1
-            while j >= 0:
-                if sgn * book[first + j, BK_PX] < key:
-                    a = j + 1
-                    break
-                b = j
-                step = step << 1
-                j = g - step
-        while a < b:
-            mid = (a + b) >> 1
-            if sgn * book[first + mid, BK_PX] < key:
-                a = mid + 1
-            else:
-                b = mid
-        i = a
-        if side == SIDE_BID:
-            hint_b = i
-        else:
-            hint_a = i
-        # ---- update, remove or insert at rank i
-        if i < m and book[first + i, BK_PX] == px:
+        if tick != 1 and px % tick != 0:
+            bad += 1
+            continue
+        key = px if side == SIDE_BID else -px
+        if book[BK_N + side] == 0:
+            if qty == 0:
+                continue
+            book[BK_KEY0 + side] = key - top * tick  # an empty side: place its window here
+            book[BK_BEST + side] = -1
+            book[BK_LOW + side] = w
+        d = key - book[BK_KEY0 + side]
+        i = d if tick == 1 else d // tick
+        if i >= w:
+            if qty == 0:
+                continue  # no level that far up
+            _move_window(book, side, i - top)  # recounts: the best is exact again
+            i = top
+        elif i < 0:
             if qty > 0:
-                book[first + i, BK_QTY] = qty
-            elif i < m - 1 - i:  # worse part is shorter: move it up one row
-                for j in range(first + i, first, -1):
-                    book[j, BK_PX] = book[j - 1, BK_PX]
-                    book[j, BK_QTY] = book[j - 1, BK_QTY]
-                book[BK_LO, side] = lo + 1
-                book[BK_HDR, side] = m - 1
-            else:  # better part is shorter: move it down one row
-                for j in range(first + i, first + m - 1):
-                    book[j, BK_PX] = book[j + 1, BK_PX]
-                    book[j, BK_QTY] = book[j + 1, BK_QTY]
-                book[BK_HDR, side] = m - 1
+                book[BK_DROPPED + side] += 1
             continue
-        if qty == 0:
+        q = BK_Q + side * w + i
+        old = book[q]
+        book[q] = qty
+        if old == 0:
+            if qty > 0:
+                book[_blocks(book, side) + (i >> 6)] += 1
+                book[BK_N + side] += 1
+                if i > book[BK_BEST + side]:
+                    book[BK_BEST + side] = i
+                if i < book[BK_LOW + side]:
+                    book[BK_LOW + side] = i
+        elif qty == 0:
+            book[_blocks(book, side) + (i >> 6)] -= 1
+            book[BK_N + side] -= 1
+            if i == book[BK_BEST + side]:
+                if side == SIDE_BID:
+                    dirty_b = 1
+                else:
+                    dirty_a = 1
+    for side in range(2):
+        if (dirty_b if side == SIDE_BID else dirty_a) == 0:
             continue
-        if m >= cap:
-            if i == 0:
-                continue  # worse than every kept level
-            drop = cap >> 3
-            if drop < 1:
-                drop = 1
-            if drop > i:
-                drop = i  # never drop a level better than the new one
-            lo += drop
-            m -= drop
-            i -= drop
-            first += drop
-            book[BK_LO, side] = lo
-            book[BK_HDR, side] = m
-        down = i < m - i  # worse part is shorter: move it down one row
-        if (lo == 0) if down else (lo + m >= cap):  # no free row beyond it
-            if m < cap - 1:
-                lo = _recentre(book, side, m)
-                first = region + lo
-            else:
-                down = not down  # the one free row is at the other end
-        if down:
-            for j in range(first - 1, first + i - 1):
-                book[j, BK_PX] = book[j + 1, BK_PX]
-                book[j, BK_QTY] = book[j + 1, BK_QTY]
-            first -= 1
-            book[BK_LO, side] = lo - 1
-        else:  # better part is shorter: move it up one row
-            for j in range(first + m, first + i, -1):
-                book[j, BK_PX] = book[j - 1, BK_PX]
-                book[j, BK_QTY] = book[j - 1, BK_QTY]
-        book[first + i, BK_PX] = px
-        book[first + i, BK_QTY] = qty
-        book[BK_HDR, side] = m + 1
+        # The best level was removed at some point; BK_BEST is at or above the true
+        # best (inserts only raise it), so the true best is there or the next below.
+        if book[BK_N + side] == 0:
+            book[BK_BEST + side] = -1
+            book[BK_LOW + side] = w
+            continue
+        best = book[BK_BEST + side]
+        if book[BK_Q + side * w + best] == 0:
+            book[BK_BEST + side] = _next_below(book, side, best)
+    for side in range(2):
+        best = book[BK_BEST + side]
+        if 0 <= best < (w >> 1):
+            _move_window(book, side, best - top)
     return bad
 
 
 @kernel
 def best_px(book, side):
     """Best price of a side, NO_PRICE if empty."""
-    if book[BK_HDR, side] == 0:
+    best = book[BK_BEST + side]
+    if best < 0:
         return NO_PRICE
-    return book[_top_row(book, side), BK_PX]
+    key = book[BK_KEY0 + side] + best * book[BK_TICK]
+    return key if side == SIDE_BID else -key
 
 
 @kernel
@@ -599,61 +631,63 @@ def best_ask(book):
 @kernel
 def book_valid(book):
     """1 if both sides have a level and best bid < best ask."""
-    if book[BK_HDR, 0] == 0 or book[BK_HDR, 1] == 0:
+    if book[BK_BEST] < 0 or book[BK_BEST + 1] < 0:
         return 0
-    return 1 if book[_top_row(book, SIDE_BID), BK_PX] < book[_top_row(book, SIDE_ASK), BK_PX] else 0
+    return 1 if best_px(book, SIDE_BID) < best_px(book, SIDE_ASK) else 0
 
 
 @kernel
 def spread(book):
     """best_ask - best_bid in pipettes, NO_PRICE unless both sides exist."""
-    if book[BK_HDR, 0] == 0 or book[BK_HDR, 1] == 0:
+    if book[BK_BEST] < 0 or book[BK_BEST + 1] < 0:
         return NO_PRICE
-    return book[_top_row(book, SIDE_ASK), BK_PX] - book[_top_row(book, SIDE_BID), BK_PX]
+    return best_px(book, SIDE_ASK) - best_px(book, SIDE_BID)
 
 
 @kernel
 def depth_qty(book, side, levels):
     """Total qty of the best `levels` levels of a side (saturating)."""
-    m = book[BK_HDR, side]
-    if levels < m:
-        m = levels
-    top = _top_row(book, side)
+    q = BK_Q + side * book[BK_SLOTS]
+    i = book[BK_BEST + side]
     s = 0
-    for i in range(m):
-        s += book[top - i, BK_QTY]
+    k = 0
+    while i >= 0 and k < levels:
+        s += book[q + i]
         if s > I64_SAT:
             s = I64_SAT
+        k += 1
+        i = _next_below(book, side, i)
     return s
+
+
+@kernel
+def _weighted_side(book, side, levels):
+    """sum over the best `levels` levels of (levels - k) * qty_k (saturating)."""
+    q = BK_Q + side * book[BK_SLOTS]
+    i = book[BK_BEST + side]
+    v = 0
+    k = 0
+    while i >= 0 and k < levels:
+        v += (levels - k) * book[q + i]
+        if v > I64_SAT:
+            v = I64_SAT
+        k += 1
+        if k < levels:
+            if i > 0 and book[q + i - 1] != 0:
+                i -= 1  # a dense book: the next level is the next slot
+            else:
+                i = _next_below(book, side, i)
+    return v
 
 
 @kernel
 def weighted_vols(book, levels):
     """(B, A): qty weighted (levels - i) at level i, top `levels` levels."""
-    cap = (book.shape[0] - BK_BASE) // 2
     if levels < 1:
         levels = 1
-    if levels > cap:
-        levels = cap
-    nb = book[BK_HDR, 0]
-    if nb > levels:
-        nb = levels
-    na = book[BK_HDR, 1]
-    if na > levels:
-        na = levels
-    bv = 0
-    btop = _top_row(book, SIDE_BID)
-    for i in range(nb):
-        bv += (levels - i) * book[btop - i, BK_QTY]
-        if bv > I64_SAT:
-            bv = I64_SAT
-    av = 0
-    atop = _top_row(book, SIDE_ASK)
-    for i in range(na):
-        av += (levels - i) * book[atop - i, BK_QTY]
-        if av > I64_SAT:
-            av = I64_SAT
-    return bv, av
+    if levels > MP_LEVELS_MAX:
+        levels = MP_LEVELS_MAX
+    return _weighted_side(book, SIDE_BID, levels), _weighted_side(book, SIDE_ASK, levels)
 
 
 @kernel

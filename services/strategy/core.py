@@ -21,7 +21,7 @@ import numpy as np
 from common import events
 from common.config import StrategyConfig
 from common.core import Output, outputs_for, parent_of
-from common.hotpath import default_params, dtypes, kernels, new_book, new_levels, new_state
+from common.hotpath import book_load, book_state, default_params, dtypes, kernels, new_book, new_levels, new_state
 from common.units import ASSET_SCALE, SymbolTable, rescale_ceil
 
 D = dtypes
@@ -80,14 +80,11 @@ class Order:
 class SymbolBook:
     """Kernel arrays of one symbol."""
 
-    def __init__(self, params: np.ndarray, capacity: int, qty_scale: int) -> None:
+    def __init__(self, params: np.ndarray, slots: int, tick: int, qty_scale: int) -> None:
         self.params = params
         self.qty_scale = qty_scale  # to count a base-asset commission (10**-8 units) in atoms
         self.state = new_state()
-        # Deep enough for a full REST snapshot (1000 levels) plus what diffs add:
-        # a level dropped for capacity never comes back, so a shallow book goes
-        # wrong once the price walks through it.
-        self.book = new_book(capacity)
+        self.book = new_book(slots, tick)
         self.lv = new_levels(64)  # level-row scratch of book events (grows with the largest event)
 
 
@@ -99,7 +96,7 @@ class StrategyCore:
         for sym in cfg.symbols:
             spec = symbols[sym]
             self.books[spec.symbol] = SymbolBook(
-                params_for(cfg, spec.tick, spec.step), cfg.book_capacity, spec.qty_scale
+                params_for(cfg, spec.tick, spec.step), cfg.book_slots, spec.tick, spec.qty_scale
             )
         self.orders: dict[str, Order] = {}  # every order not yet terminal
         self.live: dict[str, dict[int, str]] = {s: {} for s in self.books}  # symbol -> side -> order id
@@ -219,7 +216,7 @@ class StrategyCore:
     # ------------------------------------------------------------ state
     def state(self) -> object:
         return {
-            "books": {s: [sb.state.tobytes(), sb.book.tobytes()] for s, sb in sorted(self.books.items())},
+            "books": {s: [sb.state.tobytes(), *book_state(sb.book)] for s, sb in sorted(self.books.items())},
             "orders": {k: [o.symbol, o.side, o.price, o.remaining] for k, o in sorted(self.orders.items())},
             "live": {s: {str(side): oid for side, oid in sorted(v.items())} for s, v in sorted(self.live.items())},
             "counters": dict(sorted(self.counters.items())),
@@ -227,21 +224,26 @@ class StrategyCore:
 
     def load_state(self, state: object) -> None:
         """Raises ValueError, before changing anything, when the snapshot's kernel arrays
-        do not fit this build's (another book layout or book_capacity)."""
+        do not fit this build's (another state layout, book geometry or strategy.book_slots)."""
         assert isinstance(state, dict)
-        for s, (st, bk) in state["books"].items():
-            sb = self.books.get(s)
-            if sb is not None and (len(st) != sb.state.nbytes or len(bk) != sb.book.nbytes):
-                raise ValueError(
-                    f"{s}: snapshot has a {len(st)}-byte state and a {len(bk)}-byte book, this build needs"
-                    f" {sb.state.nbytes} and {sb.book.nbytes} (book layout or strategy.book_capacity changed)"
-                )
-        for s, (st, bk) in state["books"].items():
+        loaded = {}
+        for s, (st, *bk) in state["books"].items():
             sb = self.books.get(s)
             if sb is None:
                 continue
-            sb.state[:] = np.frombuffer(st, dtype=np.int64)
-            sb.book[:] = np.frombuffer(bk, dtype=np.int64).reshape(sb.book.shape)
+            if len(st) != sb.state.nbytes:
+                raise ValueError(
+                    f"{s}: snapshot has a {len(st)}-byte strategy state, this build needs {sb.state.nbytes}"
+                )
+            book = sb.book.copy()
+            try:
+                book_load(book, bk)
+            except ValueError as e:
+                raise ValueError(f"{s}: snapshot's kernel book does not fit (strategy.book_slots changed?): {e}")
+            loaded[s] = (np.frombuffer(st, dtype=np.int64), book)
+        for s, (st_arr, book) in loaded.items():
+            self.books[s].state[:] = st_arr
+            self.books[s].book[:] = book
         self.orders = {k: Order(v[0], v[1], v[2], v[3]) for k, v in state["orders"].items()}
         self.live = {s: {} for s in self.books}
         for s, v in state["live"].items():

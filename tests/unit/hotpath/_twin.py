@@ -46,3 +46,27 @@ def call_strict(fn, *args):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         return fn(*args)
+
+
+def check_ladder(book) -> None:
+    """The kernel book's invariants (dtypes' layout), after any kernel call: per side,
+    the level count, block counts, best slot and low bound agree with the slots, no
+    quantity is negative, and a non-empty side's best sits in the top half of its window."""
+    import numpy as np
+
+    from common.hotpath import dtypes as D
+
+    w = int(book[D.BK_SLOTS])
+    assert w % D.BK_BLOCK == 0 and book.shape == (D.book_len(w),)
+    for side in (D.SIDE_BID, D.SIDE_ASK):
+        q = book[D.BK_Q + side * w : D.BK_Q + (side + 1) * w]
+        held = np.flatnonzero(q)
+        assert (q >= 0).all()
+        assert book[D.BK_N + side] == len(held)
+        blocks = book[D.BK_Q + 2 * w + side * (w // D.BK_BLOCK) :][: w // D.BK_BLOCK]
+        assert np.array_equal(blocks, (q.reshape(-1, D.BK_BLOCK) != 0).sum(axis=1))
+        if len(held):
+            assert book[D.BK_BEST + side] == held[-1] and book[D.BK_LOW + side] <= held[0]
+            assert held[-1] >= w // 2
+        else:
+            assert book[D.BK_BEST + side] == -1

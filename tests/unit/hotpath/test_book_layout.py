@@ -1,12 +1,12 @@
-"""The kernel book's run-in-a-region layout against a dict model.
+"""The kernel book's price-indexed ladder against a dict model.
 
-Each side keeps its levels as a run of rows that can grow or shrink at
-either end and is re-centred when it reaches a region edge, and a delta's
-rows are searched from the rank the previous row landed on. These tests
-drive every path of that (rows in price order, in reverse, shuffled;
-removals at the touch, at the far end and in the middle; a ladder that
-walks far enough to force re-centring; a full side) and compare the book
-with a plain dict, compiled and pure Python alike.
+Each side is a window of price slots; a row is one store at its slot, the best
+is found again by a block-skipping walk when it is removed, and the window
+slides when the best leaves its middle. These tests drive every path of that
+(rows in price order, in reverse, shuffled; removals at the touch, at the far
+end and in the middle; a ladder that walks far enough to slide the window both
+ways; levels outside a small window) and compare the book with a plain dict,
+compiled and pure Python alike.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.hotpath import book_levels, new_book
+from common.hotpath import book_levels, book_load, book_state, new_book
 from common.hotpath import dtypes as D
 from common.hotpath import kernels as K
-from tests.unit.hotpath._twin import pure
+from tests.unit.hotpath._twin import check_ladder, pure
 
 BID, ASK = D.SIDE_BID, D.SIDE_ASK
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -29,16 +29,13 @@ def _model_side(model, side):
     return sorted(items, reverse=(side == BID))
 
 
-def _check_layout(book):
-    cap = (book.shape[0] - D.BK_BASE) // 2
-    for side in (BID, ASK):
-        n, lo = int(book[D.BK_HDR, side]), int(book[D.BK_LO, side])
-        assert 0 <= n <= cap and 0 <= lo and lo + n <= cap, (side, n, lo, cap)
-
-
-def _apply(kernels, book, batch):
+def _apply(kernels, book, batch, snapshot=0):
     lv = np.array(batch, dtype=np.int64).reshape(-1, 3)
-    kernels.book_apply_rows(book, lv, 0, lv.shape[0], 0)
+    return kernels.book_apply_rows(book, lv, 0, lv.shape[0], snapshot)
+
+
+def _dropped(book, side):
+    return int(book[D.BK_DROPPED + side])
 
 
 row = st.tuples(st.sampled_from([BID, ASK]), st.integers(1, 60), st.integers(0, 5))
@@ -47,9 +44,9 @@ order = st.sampled_from(["as_given", "price_order", "reverse"])
 
 @SETTINGS
 @given(st.lists(st.tuples(st.lists(row, max_size=30), order), min_size=1, max_size=40))
-def test_book_equals_a_dict_of_levels_when_capacity_is_ample(batches):
+def test_book_equals_a_dict_of_levels_when_the_window_is_ample(batches):
     pk = pure()
-    books = [new_book(128), new_book(128)]  # compiled, pure Python
+    books = [new_book(1024), new_book(1024)]  # compiled, pure Python
     model: dict[tuple[int, int], int] = {}
     for batch, how in batches:
         # keep bids below asks so the rows mean the same thing to both
@@ -67,20 +64,24 @@ def test_book_equals_a_dict_of_levels_when_capacity_is_ample(batches):
         _apply(pk, books[1], rows)
         for side in (BID, ASK):
             assert book_levels(books[0], side) == _model_side(model, side)
-        assert np.array_equal(books[0], books[1])  # same bytes, stale rows included
-        _check_layout(books[0])
+            assert _dropped(books[0], side) == 0
+        assert np.array_equal(books[0], books[1])  # same bytes
+        check_ladder(books[0])
 
 
-def test_a_walking_ladder_recentres_and_stays_exact():
-    """A market that drifts one way for a long time removes at one end of each
-    side and adds at the other, pushing the run to a region edge again and again."""
-    depth, cap = 20, 32
-    book = new_book(cap)
+def test_a_walking_ladder_slides_its_window_both_ways_and_stays_exact():
+    """A market that drifts one way for a long time walks the best out of a small
+    window again and again (up, then down): every level within W/2 slots of the
+    best is kept, so a 20-deep book in a 64-slot window stays exact."""
+    depth = 20
+    book, twin = new_book(64), new_book(64)
+    pk = pure()
     model: dict[tuple[int, int], int] = {}
     rng = np.random.default_rng(5)
     mid = 10_000
-    for step in range(3_000):
-        mid += 1 if step < 2_000 else -2  # up for a long way, then down fast
+    keys0 = set()
+    for step in range(1_500):
+        mid += 1 if step < 1_000 else -2  # up for a long way, then down fast
         rows = []
         for side, sign in ((BID, -1), (ASK, 1)):
             want = {mid + sign * (1 + i) for i in range(depth)}
@@ -91,23 +92,30 @@ def test_a_walking_ladder_recentres_and_stays_exact():
                 q = int(rng.integers(1, 1_000))
                 rows.append((side, p, q))
                 model[(side, p)] = q
+        if step % 50 == 0:  # the pure twin is slow: every 50th step, from the same book
+            twin[:] = book
+            _apply(pk, twin, rows)
         _apply(K, book, rows)
+        if step % 50 == 0:
+            assert np.array_equal(book, twin)
+        keys0.add((int(book[D.BK_KEY0]), int(book[D.BK_KEY0 + 1])))
         for side in (BID, ASK):
             assert book_levels(book, side) == _model_side(model, side)
-        _check_layout(book)
+            assert _dropped(book, side) == 0
+        check_ladder(book)
+    assert len(keys0) > 20  # the windows really moved
 
 
 @SETTINGS
-@given(st.lists(st.lists(row, max_size=40), min_size=1, max_size=30), st.sampled_from([1, 2, 3, 8, 9]))
-def test_a_small_book_keeps_true_levels_and_its_best(batches, cap):
-    """With capacity pressure the book holds a subset of the true levels, with
-    their true quantities, and never loses the true best to the capacity rule
-    while that best was never dropped."""
+@given(st.lists(st.lists(row, max_size=40), min_size=1, max_size=30), st.sampled_from([64, 128]))
+def test_a_small_window_keeps_true_levels(batches, slots):
+    """Prices spread over several windows: the book holds a subset of the true levels with
+    their true quantities, best first; a side that never dropped a level is exact."""
     pk = pure()
-    book, twin = new_book(cap), new_book(cap)
+    book, twin = new_book(slots), new_book(slots)
     model: dict[tuple[int, int], int] = {}
     for batch in batches:
-        rows = [(s, p if s == BID else p + 100, q) for s, p, q in batch]
+        rows = [(s, (p if s == BID else p + 60) * 7, q) for s, p, q in batch]  # ~400 pipettes
         for s, p, q in rows:
             if q == 0:
                 model.pop((s, p), None)
@@ -116,14 +124,66 @@ def test_a_small_book_keeps_true_levels_and_its_best(batches, cap):
         _apply(K, book, rows)
         _apply(pk, twin, rows)
         assert np.array_equal(book, twin)
-        _check_layout(book)
+        check_ladder(book)
         for side in (BID, ASK):
             got = book_levels(book, side)
-            assert len(got) <= cap
             assert all(model.get((side, p)) == q for p, q in got)
             keys = [p if side == BID else -p for p, _ in got]
-            assert keys == sorted(keys, reverse=True)  # best first, strictly
-            assert len(set(keys)) == len(keys)
+            assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+            if _dropped(book, side) == 0:
+                assert got == _model_side(model, side)
+
+
+def test_levels_outside_the_window_are_dropped_and_counted():
+    b = new_book(64)  # the first level lands at slot 48: 48 slots below it, 15 above
+    _apply(K, b, [(BID, 1000, 5), (BID, 952, 1), (BID, 951, 2)])  # 951 is one below slot 0
+    assert book_levels(b, BID) == [(1000, 5), (952, 1)] and _dropped(b, BID) == 1
+    _apply(K, b, [(BID, 1010, 3)])  # within the window: no slide
+    assert int(b[D.BK_KEY0]) == 952
+    _apply(K, b, [(BID, 1020, 7)])  # above it: the window slides up 20 (952 leaves), 1020 sits at 48
+    assert int(b[D.BK_KEY0]) == 972 and K.best_bid(b) == 1020
+    assert book_levels(b, BID) == [(1020, 7), (1010, 3), (1000, 5)] and _dropped(b, BID) == 2
+    _apply(K, b, [(BID, 1020, 0), (BID, 1010, 3)])  # best 1010 at slot 38: still in the top half
+    assert K.best_bid(b) == 1010 and int(b[D.BK_KEY0]) == 972
+    _apply(K, b, [(BID, 1010, 0), (BID, 985, 4)])  # best 1000 at slot 28: slides down 20
+    assert int(b[D.BK_KEY0]) == 952 and book_levels(b, BID) == [(1000, 5), (985, 4)]
+    check_ladder(b)
+
+
+def test_a_removed_best_is_found_again_across_empty_blocks():
+    b = new_book(1024)
+    _apply(K, b, [(ASK, 5000, 1), (ASK, 5300, 2), (ASK, 5700, 3)])  # 300 and 400 slots apart
+    _apply(K, b, [(ASK, 5000, 0)])
+    assert K.best_ask(b) == 5300
+    _apply(K, b, [(ASK, 5300, 0), (ASK, 5001, 0)])  # removing an absent level changes nothing
+    assert K.best_ask(b) == 5700 and book_levels(b, ASK) == [(5700, 3)]
+    _apply(K, b, [(ASK, 5700, 0), (ASK, 5650, 9), (ASK, 5650, 0), (ASK, 5660, 8)])
+    assert book_levels(b, ASK) == [(5660, 8)]  # emptied and refilled within one call
+    check_ladder(b)
+
+
+def test_a_tick_wider_than_one_pipette_gives_a_slot_per_tick_and_rejects_off_grid_prices():
+    b = new_book(64, tick=5)
+    bad = _apply(K, b, [(BID, 1000, 1), (BID, 995, 2), (BID, 997, 9), (ASK, 1005, 3), (ASK, 1240, 4)])
+    assert bad == 1  # 997 is off the grid
+    assert book_levels(b, BID) == [(1000, 1), (995, 2)]
+    assert book_levels(b, ASK) == [(1005, 3), (1240, 4)]  # 47 ticks up: one window
+    check_ladder(b)
+
+
+def test_book_state_round_trips_and_refuses_another_geometry():
+    b = new_book(128)
+    _apply(K, b, [(BID, 100, 5), (BID, 90, 2), (ASK, 101, 3), (ASK, 140, 1)])
+    c = new_book(128)
+    book_load(c, book_state(b))
+    assert np.array_equal(b, c)
+    for other in (new_book(256), new_book(128, tick=2)):
+        try:
+            book_load(other, book_state(b))
+        except ValueError as e:
+            assert "slots" in str(e)
+        else:
+            raise AssertionError("loaded a book of another geometry")
 
 
 snap_row = st.tuples(st.sampled_from([BID, ASK, 7]), st.integers(-2, 60), st.integers(-1, 5))
@@ -133,30 +193,23 @@ snap_row = st.tuples(st.sampled_from([BID, ASK, 7]), st.integers(-2, 60), st.int
 @given(
     st.lists(snap_row, max_size=60),
     st.sampled_from(["as_given", "best_first"]),
-    st.sampled_from([4, 16, 64]),
+    st.sampled_from([64, 1024]),
+    st.lists(row, max_size=20),
 )
-def test_a_snapshot_equals_clearing_and_applying_its_rows(rows, how, cap):
-    """The snapshot fast path (rows best first: placed without search) and its fallback (any other
-    order, repeated prices) give the levels, and the rejected-row count, of a cleared book that
-    gets the rows as a delta (less the valid qty-0 rows, which a snapshot skips and a delta would
-    apply as removals) -- also past capacity, where the best `cap` levels stay."""
+def test_a_snapshot_equals_clearing_and_applying_its_rows(rows, how, slots, before):
+    """A snapshot on any earlier book gives the levels, and the rejected-row count, of a fresh
+    book that gets the rows as a delta (less the valid qty-0 rows, which a snapshot skips and a
+    delta would apply as removals)."""
     if how == "best_first":
         rows = sorted(rows, key=lambda r: (r[0], -r[1] if r[0] == BID else r[1]))
-    lv = np.array(rows, dtype=np.int64).reshape(-1, 3)
     as_delta = [r for r in rows if not (r[0] in (BID, ASK) and r[1] > 0 and r[2] == 0)]
-    dv = np.array(as_delta, dtype=np.int64).reshape(-1, 3)
     pk = pure()
     for kernels in (K, pk):
-        snap, ref = new_book(cap), new_book(cap)
-        ref[D.BK_HDR + 2 :] = 99  # stale rows differ: only the run matters
-        bad_snap = kernels.book_apply_rows(snap, lv, 0, lv.shape[0], 1)
-        kernels.book_clear(ref)
-        bad_ref = kernels.book_apply_rows(ref, dv, 0, dv.shape[0], 0)
+        snap, ref = new_book(slots), new_book(slots)
+        _apply(kernels, snap, before)
+        bad_snap = _apply(kernels, snap, rows, snapshot=1)
+        bad_ref = _apply(kernels, ref, as_delta)
         assert bad_snap == bad_ref
-        _check_layout(snap)
+        check_ladder(snap)
         for side in (BID, ASK):
             assert book_levels(snap, side) == book_levels(ref, side), (side, kernels)
-    compiled, twin = new_book(cap), new_book(cap)
-    K.book_apply_rows(compiled, lv, 0, lv.shape[0], 1)
-    pk.book_apply_rows(twin, lv, 0, lv.shape[0], 1)
-    assert np.array_equal(compiled, twin)

@@ -92,30 +92,16 @@ def test_empty_book_sentinels():
     assert K.book_valid(b) == 0 and K.microprice(b, 1) == D.NO_PRICE
 
 
-def test_capacity_keeps_best_levels():
-    b = new_book(3)
-    snap(b, *[(BID, 100 - i, 1 + i) for i in range(6)], *[(ASK, 110 + i, 1) for i in range(6)])
-    assert side_levels(b, BID) == [(100, 1), (99, 2), (98, 3)]
-    assert [p for p, _ in side_levels(b, ASK)] == [110, 111, 112]
-    lv = rows((BID, 101, 9), (BID, 50, 9), (ASK, 111, 0))
-    K.book_apply_rows(b, lv, 0, 3, 0)
-    assert side_levels(b, BID) == [(101, 9), (100, 1), (99, 2)]  # 98 evicted, 50 dropped
-    assert [p for p, _ in side_levels(b, ASK)] == [110, 112]
-
-
-def test_a_full_side_drops_its_worst_eighth_at_once_to_make_room():
+def test_a_side_keeps_the_levels_within_half_its_window_of_the_best():
     b = new_book(64)
-    snap(b, *[(BID, 1000 - i, 1) for i in range(64)], (ASK, 2000, 1))
-    assert len(side_levels(b, BID)) == 64
-    K.book_apply_rows(b, rows((BID, 900, 5)), 0, 1, 0)  # worse than every kept level: dropped
-    assert len(side_levels(b, BID)) == 64 and side_levels(b, BID)[-1] == (937, 1)
-    K.book_apply_rows(b, rows((BID, 1001, 7)), 0, 1, 0)  # better: the worst 8 go, then it goes in
-    got = side_levels(b, BID)
-    assert got[0] == (1001, 7) and len(got) == 57 and got[-1] == (945, 1)
-    # Room is left: the next inserts shift no deep rows and keep the best levels.
-    for px in (1002, 1003):
-        K.book_apply_rows(b, rows((BID, px, 1)), 0, 1, 0)
-    assert [p for p, _ in side_levels(b, BID)][:3] == [1003, 1002, 1001] and len(side_levels(b, BID)) == 59
+    snap(b, *[(BID, 100 - i, 1 + i) for i in range(40)], *[(ASK, 110 + i, 1) for i in range(60)])
+    # The best is placed at slot 48, with 48 slots below it: asks 110..158 fit, 159.. do not.
+    assert [p for p, _ in side_levels(b, BID)] == list(range(100, 60, -1))
+    assert [p for p, _ in side_levels(b, ASK)] == list(range(110, 159))
+    assert int(b[D.BK_DROPPED + ASK]) == 11
+    K.book_apply_rows(b, rows((BID, 101, 9), (BID, 40, 9), (ASK, 111, 0)), 0, 3, 0)
+    assert side_levels(b, BID)[:2] == [(101, 9), (100, 1)] and int(b[D.BK_DROPPED + BID]) == 1
+    assert [p for p, _ in side_levels(b, ASK)][:2] == [110, 112]
 
 
 # --------------------------------------------------------------------------
@@ -473,7 +459,7 @@ def test_default_params_and_allocators():
         default_params(nope=1)
     with pytest.raises(ValueError, match="vpin_window"):
         default_params(vpin_window=D.VPIN_CAP + 1)
-    assert new_state().shape == (D.STATE_LEN,) and new_book(8).shape == (18, 2)
+    assert new_state().shape == (D.STATE_LEN,) and new_book(8).shape == (D.book_len(64),)
 
 
 def test_kernels_are_compiled_without_reference_counting_on_this_numba():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from common.hotpath import default_params, new_book, new_state
 from common.hotpath import dtypes as D
 from common.hotpath import kernels as K
-from tests.unit.hotpath._twin import call_strict, pure
+from tests.unit.hotpath._twin import call_strict, check_ladder, pure
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -85,17 +85,7 @@ def gen_stream(seed, n_events, tick):
     return ev, lv
 
 
-def check_book(book):
-    cap = (book.shape[0] - D.BK_BASE) // 2
-    for side in (D.SIDE_BID, D.SIDE_ASK):
-        n, lo = book[D.BK_HDR, side], book[D.BK_LO, side]
-        assert 0 <= n <= cap and 0 <= lo and lo + n <= cap
-        first = D.BK_BASE + side * cap + lo
-        px = book[first : first + n, D.BK_PX]
-        qty = book[first : first + n, D.BK_QTY]
-        assert (qty > 0).all()
-        steps = np.diff(px)  # stored worst first, best last
-        assert (steps > 0).all() if side == D.SIDE_BID else (steps < 0).all()
+
 
 
 def step(state, book, params, ev, lv, i):
@@ -124,7 +114,7 @@ def test_quote_invariants_on_random_flows(kw, seed, cap):
     n_quotes = 0
     for i in range(ev.shape[0]):
         act = step(s, b, p, ev, lv, i)
-        check_book(b)
+        check_ladder(b)
         if kw["spot"]:
             assert s[D.S_POSITION] >= 0
         if act == D.ACT_CANCEL_ALL:

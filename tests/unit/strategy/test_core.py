@@ -470,22 +470,22 @@ def test_state_hash_is_sensitive_to_orders_and_model() -> None:
 
 
 def test_a_snapshot_whose_book_does_not_fit_is_refused_before_anything_changes() -> None:
-    """A snapshot from another book layout or book_capacity raises ValueError and leaves
+    """A snapshot from another book layout or book_slots raises ValueError and leaves
     the core exactly as it was (the shell then replays the log instead)."""
     evs, _ = random_session("mm", 4)
     a = make_core("mm", **_session_cfg())
     for ev in evs[:150]:
         a.apply(ev)
     snap = roundtrip(a.state())
-    b = make_core("mm", **_session_cfg(), book_capacity=128)
+    b = make_core("mm", **_session_cfg(), book_slots=128)
     for ev in evs[:20]:
         b.apply(ev)
     before = core_hash(b)
-    with pytest.raises(ValueError, match="book_capacity"):
+    with pytest.raises(ValueError, match="book_slots"):
         b.load_state(snap)
     assert core_hash(b) == before
     bad = roundtrip(a.state())
-    bad["books"][BTC][1] = bad["books"][BTC][1][:-16]  # a book of the old layout was one row shorter
+    bad["books"][BTC] = [bad["books"][BTC][0], bytes(32)]  # the sorted-run layout's book was one blob
     c = make_core("mm", **_session_cfg())
-    with pytest.raises(ValueError, match="byte book"):
+    with pytest.raises(ValueError, match="does not fit"):
         c.load_state(bad)
