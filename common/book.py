@@ -1,8 +1,8 @@
 """A plain L2 book: price -> qty per side, with the touch kept on heaps.
 
-Integers only. Used wherever a service needs the market's book outside the
-hot path (the feed's local-book sync, risk's spread gate, the router's venue
-books, tools); the strategy keeps its own array book for the numba kernels.
+Integers only, exact at any depth. Used where a book must hold every level
+the exchange sent (the feed's local-book sync, the dashboard, tools); the
+cores keep the numba kernels' ladder book (common.ladder, common.hotpath).
 
 Most book events insert or remove levels anywhere in a deep book (measured
 on the BTCUSDT captures: 80% of level updates), while most readers want only
@@ -18,7 +18,6 @@ skip prices no longer in the dict.
 from __future__ import annotations
 
 import sys
-from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from heapq import heapify, heappop, heappush
 
@@ -70,18 +69,6 @@ def _apply_heaped(side: dict[int, int], heap: list[int], sign: int, levels: Iter
     if len(heap) > 2 * len(side) + 64:  # stale entries outnumber live ones: rebuild
         heap[:] = [sign * px for px in side]
         heapify(heap)
-
-
-def _apply_sorted(side: dict[int, int], keys: list[int], sign: int, levels: Iterable[Sequence[int]]) -> None:
-    """Set levels on one side whose sorted key list holds sign * price, best last (asks -1)."""
-    for px, qty in levels:
-        if qty > 0:
-            if px not in side:
-                insort(keys, sign * px)
-            side[px] = qty
-        elif px in side:
-            del side[px]
-            del keys[bisect_left(keys, sign * px)]
 
 
 class PriceBook:
@@ -206,47 +193,3 @@ class PriceBook:
         b = cls()
         b.load(d["bids"], d["asks"])
         return b
-
-
-class SortedBook(PriceBook):
-    """A PriceBook that keeps each side's prices sorted at every change, for a reader that wants
-    the best n levels often (the router, at every route). Each sorted list keeps its side's best
-    price LAST (bids ascending, asks as negated prices ascending): a level inserted or removed
-    near the touch, where a live book changes most, moves only the few entries above it.
-    Same answers as PriceBook; its levels must change only through apply / set_levels."""
-
-    __slots__ = ("_bp", "_an")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bp: list[int] = []  # bid prices ascending; the best bid is the last
-        self._an: list[int] = []  # NEGATED ask prices ascending; the best ask is -last
-
-    def clear(self) -> None:
-        super().clear()
-        self._bp.clear()
-        self._an.clear()
-
-    def set_levels(self, bids: dict[int, int], asks: dict[int, int]) -> None:
-        self.bids = bids
-        self.asks = asks
-        self._bp = sorted(bids)
-        self._an = sorted(-px for px in asks)
-
-    def _apply(self, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]]) -> None:
-        _apply_sorted(self.bids, self._bp, 1, bids)
-        _apply_sorted(self.asks, self._an, -1, asks)
-
-    def best_bid_px(self) -> int:
-        return self._bp[-1] if self._bp else 0
-
-    def best_ask_px(self) -> int:
-        return -self._an[-1] if self._an else 0
-
-    def _sorted(self, bid_side: bool) -> list[int]:
-        return list(self._bp) if bid_side else [-k for k in reversed(self._an)]
-
-    def _best_prices(self, bid_side: bool, n: int) -> list[int]:
-        if n > 0:
-            return self._bp[-n:][::-1] if bid_side else [-k for k in self._an[-n:][::-1]]
-        return super()._best_prices(bid_side, n)

@@ -128,17 +128,27 @@ def new_book(slots: int = BOOK_CAP, tick: int = 1) -> np.ndarray:
     return book
 
 
-def _side_slots(book: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """(slots holding a level, best first; their quantities)."""
+def _side_slots(book: np.ndarray, side: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(slots holding a level, best first; their quantities): all, or the best n."""
     w = int(book[dtypes.BK_SLOTS])
     q = book[dtypes.BK_Q + side * w : dtypes.BK_Q + (side + 1) * w]
-    idx = np.flatnonzero(q)[::-1]
+    best = int(book[dtypes.BK_BEST + side])
+    if n is None or n <= 0 or best < 0:
+        idx = np.flatnonzero(q)[::-1] if n is None or n > 0 else np.zeros(0, dtype=np.int64)
+        return idx, q[idx]
+    span, lo = 4 * n + 64, best + 1
+    idx = np.zeros(0, dtype=np.int64)
+    while len(idx) < n and lo > 0:  # widen the scanned range below the best until n are found
+        lo = max(0, best + 1 - span)
+        idx = np.flatnonzero(q[lo : best + 1])[::-1] + lo
+        span *= 4
+    idx = idx[:n]
     return idx, q[idx]
 
 
-def book_levels(book: np.ndarray, side: int) -> list[tuple[int, int]]:
-    """One side of a kernel book as (px, qty) pairs, best first (for display and tests)."""
-    idx, qty = _side_slots(book, side)
+def book_levels(book: np.ndarray, side: int, n: int | None = None) -> list[tuple[int, int]]:
+    """One side of a kernel book as (px, qty) pairs, best first (all, or the best n)."""
+    idx, qty = _side_slots(book, side, n)
     keys = int(book[dtypes.BK_KEY0 + side]) + idx * int(book[dtypes.BK_TICK])
     px = keys if side == dtypes.SIDE_BID else -keys
     return list(zip(px.tolist(), qty.tolist(), strict=True))

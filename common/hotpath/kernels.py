@@ -1045,6 +1045,14 @@ def fill_level_rows(lv, bids, asks):
 
 
 @kernel
+def book_apply_levels(book, lv, bids, asks, snapshot):
+    """book_apply_rows of a book event's packed (price, qty) pairs (rows built in the
+    scratch lv, which holds >= len(bids) // 2 + len(asks) // 2 rows); returns rows rejected."""
+    n = fill_level_rows(lv, bids, asks)
+    return book_apply_rows(book, lv, 0, n, snapshot)
+
+
+@kernel
 def on_book_levels(state, book, params, lv, bids, asks, ts, snapshot):
     """on_book_snapshot (snapshot != 0) or on_book_delta of a book event given as its
     flat (price, qty) pairs per side: the rows are built in lv (a reusable buffer of

@@ -96,6 +96,7 @@ from common import events
 from common.accounting import Account, fee
 from common.book import levels_flat
 from common.events import BUY, FOK, GTC, IOC, MAKER, SELL, TAKER
+from common.ladder import LadderBook
 from common.units import SymbolTable
 
 log = logging.getLogger(__name__)
@@ -141,20 +142,6 @@ class Resting:
         return {name: getattr(self, name) for name in self._FIELDS}
 
 
-class _Book:
-    __slots__ = ("bids", "asks")
-
-    def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-
-    def side(self, side: int) -> dict[int, int]:
-        return self.bids if side == BUY else self.asks
-
-    def opposite(self, side: int) -> dict[int, int]:
-        return self.asks if side == BUY else self.bids
-
-
 class SimExchange:
     def __init__(
         self,
@@ -194,7 +181,7 @@ class SimExchange:
         self._next_no = 0  # insertion number of queued items and arrival priority
         self._order_no = 0  # venue order ids
         self._fill_no = 0  # venue trade ids
-        self._books: dict[str, _Book] = {}
+        self._books: dict[str, LadderBook] = {}
         self._feed: deque[tuple[int, int, events._Body]] = deque()
         self._inflight: list[tuple[int, int, str, events._Body]] = []  # heap by (due, no)
         self._resting: dict[str, Resting] = {}
@@ -302,7 +289,7 @@ class SimExchange:
     def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The venue's current view: (bids best first, asks best first)."""
         b = self._book(symbol)
-        return sorted(b.bids.items(), reverse=True), sorted(b.asks.items())
+        return b.within(True, 0), b.within(False, 0)
 
     def balances(self) -> dict[str, dict[str, int]]:
         """Per symbol: base (atoms), quote (notional scale, net of fees), fees. Changes from zero."""
@@ -332,13 +319,7 @@ class SimExchange:
             "next_no": self._next_no,
             "order_no": self._order_no,
             "fill_no": self._fill_no,
-            "books": {
-                sym: {
-                    "bids": [[p, q] for p, q in sorted(b.bids.items())],
-                    "asks": [[p, q] for p, q in sorted(b.asks.items())],
-                }
-                for sym, b in sorted(self._books.items())
-            },
+            "books": {sym: b.dump() for sym, b in sorted(self._books.items())},
             "feed": [[due, no, events.encode(body)] for due, no, body in self._feed],
             "inflight": [
                 [due, no, kind, events.encode(item)]
@@ -359,9 +340,7 @@ class SimExchange:
         self._order_no = int(st["order_no"])  # type: ignore[call-overload]
         self._fill_no = int(st["fill_no"])  # type: ignore[call-overload]
         for sym, b in st["books"].items():  # type: ignore[attr-defined]
-            book = self._book(sym)
-            book.bids = {int(p): int(q) for p, q in b["bids"]}
-            book.asks = {int(p): int(q) for p, q in b["asks"]}
+            self._books[sym] = LadderBook.from_dump(b, self.symbols[sym].tick)
         feed: list = st["feed"]  # type: ignore[assignment]
         inflight: list = st["inflight"]  # type: ignore[assignment]
         self._feed = deque((int(d), int(n), _body_dec.decode(raw)) for d, n, raw in feed)
@@ -382,36 +361,26 @@ class SimExchange:
         resting = self._resting
         touched: tuple[set[int], set[int]] | None = None  # (bid prices, ask prices) a delta named
         if isinstance(body, events.BookSnapshot):
-            fb, fa = levels_flat(body.bids), levels_flat(body.asks)
-            book.bids = {p: q for p, q in zip(fb[::2], fb[1::2], strict=True) if q > 0}
-            book.asks = {p: q for p, q in zip(fa[::2], fa[1::2], strict=True) if q > 0}
+            book.apply_packed(body.bids, body.asks, True)
         else:
             assert isinstance(body, events.BookDelta)
-            fb, fa = levels_flat(body.bids), levels_flat(body.asks)
-            for levels, flat in ((book.bids, fb), (book.asks, fa)):
-                it = iter(flat)
-                for p, q in zip(it, it, strict=True):
-                    if q > 0:
-                        levels[p] = q
-                    else:
-                        levels.pop(p, None)
+            book.apply_packed(body.bids, body.asks, False)
             # The levels this delta touched matter only to resting orders of the queue model.
             if resting and self.fill_model != TOUCH:
-                touched = (set(fb[::2]), set(fa[::2]))
+                touched = (set(levels_flat(body.bids)[::2]), set(levels_flat(body.asks)[::2]))
         if self.fill_model == TOUCH:
             self._fill_on_touch(book, body.symbol, t, out)  # type: ignore[attr-defined]
             return
         if not resting:
             return
         symbol = body.symbol  # type: ignore[attr-defined]
-        bids, asks = book.bids, book.asks
         for r in resting.values():
             if r.symbol != symbol:
                 continue
             buy = r.side == BUY
             if touched is not None and r.price not in touched[0 if buy else 1]:
                 continue
-            level = (bids if buy else asks).get(r.price, 0)
+            level = book.qty(buy, r.price)
             if level < r.queue_ahead:
                 r.queue_ahead = level
 
@@ -448,10 +417,9 @@ class SimExchange:
                 if r.leaves == 0:
                     del self._resting[r.child_id]
 
-    def _fill_on_touch(self, book: _Book, symbol: str, t: int, out: list[Report]) -> None:
+    def _fill_on_touch(self, book: LadderBook, symbol: str, t: int, out: list[Report]) -> None:
         """Touch model: every resting order the opposite best reaches fills in full at its limit."""
-        best_bid = max(book.bids) if book.bids else 0
-        best_ask = min(book.asks) if book.asks else 0
+        best_bid, best_ask = book.touch()
         touched = [
             r
             for r in self._resting.values()
@@ -488,14 +456,9 @@ class SimExchange:
             return "post_only_market"
         return ""
 
-    def _crossing_levels(self, book: _Book, side: int, limit: int) -> list[int]:
-        """Opposite levels this order can take, best first (limit 0 = market)."""
-        opp = book.opposite(side)
-        if limit == 0:
-            return sorted(opp, reverse=side != BUY)
-        if side == BUY:
-            return sorted([p for p in opp if p <= limit])
-        return sorted([p for p in opp if p >= limit], reverse=True)
+    def _crossing_levels(self, book: LadderBook, side: int, limit: int) -> list[tuple[int, int]]:
+        """Opposite (price, qty) levels this order can take, best first (limit 0 = market)."""
+        return book.within(side != BUY, limit)
 
     def _arrive(self, c: events.ChildOrder, t: int, out: list[Report]) -> None:
         self.counters["orders"] += 1
@@ -507,30 +470,26 @@ class SimExchange:
         book = self._book(c.symbol)
         if c.post_only:
             # Rejected if any opposite level is within its limit (a post-only limit is never 0):
-            # the best opposite price decides, no need to list and sort the crossing levels.
-            opp = book.opposite(c.side)
-            if opp and (min(opp) <= c.price if c.side == BUY else max(opp) >= c.price):
+            # the best opposite price decides, no need to list the crossing levels.
+            best = book.best_ask_px() if c.side == BUY else book.best_bid_px()
+            if best and (best <= c.price if c.side == BUY else best >= c.price):
                 self._reject(c, "post_only_would_cross", t, out)
                 return
-            levels: list[int] = []
+            levels: list[tuple[int, int]] = []
         else:
             levels = self._crossing_levels(book, c.side, c.price)
-        opp = book.opposite(c.side)
-        if c.tif == FOK and sum(opp[p] for p in levels) < c.qty:
+        if c.tif == FOK and sum(q for _, q in levels) < c.qty:
             self._reject(c, "fok_would_not_fill", t, out)
             return
         self._order_no += 1
         out.append((events.OrderAck(self.venue, c.child_id, f"{self.venue}-{self._order_no}", c.symbol), t))
         self.counters["acks"] += 1
         remaining = c.qty
-        for p in levels:
+        for p, level in levels:
             if remaining == 0:
                 break
-            q = min(opp[p], remaining)
-            if q == opp[p]:
-                del opp[p]
-            else:
-                opp[p] -= q
+            q = min(level, remaining)
+            book.set_qty(c.side != BUY, p, level - q)  # the sim's copy of the level, until the feed's next
             remaining -= q
             self._fill(c.child_id, c.symbol, c.side, p, q, remaining, TAKER, t, out)
         if remaining == 0:
@@ -556,7 +515,7 @@ class SimExchange:
             price=price,
             qty=qty,
             filled=filled,
-            queue_ahead=self._book(symbol).side(side).get(price, 0),
+            queue_ahead=self._book(symbol).qty(side == BUY, price),
             arrival_ns=t,
             priority=self._no(),
             injected=injected,
@@ -602,10 +561,10 @@ class SimExchange:
         out.append((events.OrderRejected(self.venue, c.child_id, c.symbol, reason), t))
         self.counters["rejects"] += 1
 
-    def _book(self, symbol: str) -> _Book:
+    def _book(self, symbol: str) -> LadderBook:
         b = self._books.get(symbol)
         if b is None:
-            b = self._books[symbol] = _Book()
+            b = self._books[symbol] = LadderBook(self.symbols[symbol].tick)
         return b
 
     def _no(self) -> int:

@@ -89,8 +89,8 @@ from typing import Any
 
 from common import events as E
 from common.accounting import Account
-from common.book import PriceBook
 from common.core import Output, outputs_for
+from common.ladder import LadderBook
 from common.risk_config import RiskConfig
 from common.units import BUILTIN, SymbolSpec, SymbolTable
 
@@ -140,7 +140,7 @@ class RiskCore:
     def _reset_state(self) -> None:
         self.now_ns = 0
         self.day = -1  # UTC day number of now_ns; -1 = no event yet
-        self.books: dict[str, PriceBook] = {}
+        self.books: dict[str, LadderBook] = {}
         self.tops: dict[str, list[int]] = {}  # symbol -> [bid, ask], from whichever event came last
         self.account = Account(keep_trips=0)  # positions, cost, realized PnL, fees, round trips
         self.orders: dict[str, list[Any]] = {}  # parent id -> [symbol, side, open qty, price]
@@ -186,7 +186,7 @@ class RiskCore:
         self._reset_state()
         self.now_ns = int(s["now_ns"])
         self.day = int(s["day"])
-        self.books = {k: PriceBook.from_dump(v) for k, v in s["books"].items()}
+        self.books = {k: LadderBook.from_dump(v, self._tick(k)) for k, v in s["books"].items()}
         self.tops = {k: [int(v[0]), int(v[1])] for k, v in s["tops"].items()}
         self.account.load_state(s["account"])
         self.orders = {k: [v[0], int(v[1]), int(v[2]), int(v[3])] for k, v in s["orders"].items()}
@@ -321,10 +321,13 @@ class RiskCore:
             self.dead.discard(key)
             self._count("deadman_recovered")
 
+    def _tick(self, symbol: str) -> int:
+        return self.symbols[symbol].tick if symbol in self.symbols else 1
+
     def _on_book(self, ev: E.Sequenced, b: E.BookSnapshot | E.BookDelta, snapshot: bool) -> None:
         book = self.books.get(b.symbol)
         if book is None:
-            book = self.books[b.symbol] = PriceBook()
+            book = self.books[b.symbol] = LadderBook(self._tick(b.symbol))
         book.apply_packed(b.bids, b.asks, snapshot)
         self.tops[b.symbol] = list(book.touch())
         if self.cfg.deadman_market_data:

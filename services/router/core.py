@@ -48,8 +48,8 @@ from __future__ import annotations
 from typing import Any
 
 from common import events as E
-from common.book import SortedBook
 from common.core import Output, outputs_for
+from common.ladder import LadderBook
 from common.router_config import ALGOS, BEST_VENUE, BPS_MAX, SWEEP, TWAP, VWAP, RouterConfig, VenueConfig
 from common.units import BUILTIN, SymbolTable
 
@@ -112,7 +112,7 @@ class RouterCore:
     # ------------------------------------------------------------ state
     def _reset_state(self) -> None:
         self.now_ns = 0
-        self.books: dict[str, SortedBook] = {}
+        self.books: dict[str, LadderBook] = {}
         self.bbo: dict[str, list[int]] = {}  # symbol -> [bid_px, bid_qty, ask_px, ask_qty]
         self.down: set[str] = set()  # venues marked down by operator command
         # parent id -> {"symbol","side","price","tif","post_only","algo","next","live":[child ids],
@@ -145,7 +145,7 @@ class RouterCore:
         s: dict[str, Any] = state  # type: ignore[assignment]
         self._reset_state()
         self.now_ns = int(s["now_ns"])
-        self.books = {k: SortedBook.from_dump(v) for k, v in s["books"].items()}
+        self.books = {k: LadderBook.from_dump(v, self._tick_step(k)[0]) for k, v in s["books"].items()}
         self.bbo = {k: [int(x) for x in v] for k, v in s["bbo"].items()}
         self.down = set(s["down"])
         self.parents = {
@@ -229,7 +229,7 @@ class RouterCore:
         if t is E.BookSnapshot or t is E.BookDelta:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
-                book = self.books[body.symbol] = SortedBook()  # type: ignore[union-attr]
+                book = self.books[body.symbol] = LadderBook(self._tick_step(body.symbol)[0])  # type: ignore[union-attr]
             book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
         elif t is E.BestBidOffer:
             self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]

@@ -239,7 +239,7 @@ class StrategyCore:
             try:
                 book_load(book, bk)
             except ValueError as e:
-                raise ValueError(f"{s}: snapshot's kernel book does not fit (strategy.book_slots changed?): {e}")
+                raise ValueError(f"{s}: snapshot's kernel book does not fit (strategy.book_slots changed?): {e}") from e
             loaded[s] = (np.frombuffer(st, dtype=np.int64), book)
         for s, (st_arr, book) in loaded.items():
             self.books[s].state[:] = st_arr

@@ -1,4 +1,4 @@
-"""common.book's PriceBook (risk's, the feed's) and SortedBook (the router's) against a plain dict model."""
+"""common.book's PriceBook (the feed's local book, the dashboard's) against a plain dict model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import events
-from common.book import PriceBook, SortedBook
+from common.book import PriceBook
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,7 +32,7 @@ def model_apply(bids: dict[int, int], asks: dict[int, int], u) -> None:
     updates=st.lists(update, max_size=15),
     n=st.integers(-3, 8),
     packed=st.booleans(),
-    cls=st.sampled_from([PriceBook, SortedBook]),
+    cls=st.just(PriceBook),
 )
 def test_book_matches_the_dict_model(updates, n, packed, cls) -> None:
     book = cls()

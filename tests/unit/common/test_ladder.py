@@ -1,0 +1,100 @@
+"""common.ladder's LadderBook (risk's, the router's and the simulated exchange's book) against
+a plain dict model: the same answers as common.book.PriceBook for every level within its window."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common import events
+from common.book import PriceBook
+from common.ladder import LadderBook
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+level = st.tuples(st.integers(1, 400), st.integers(0, 5))
+update = st.tuples(st.lists(level, max_size=30), st.lists(level, max_size=30), st.booleans())
+
+
+def model_apply(bids: dict[int, int], asks: dict[int, int], u) -> None:
+    """A snapshot replaces the book with its qty > 0 rows (a qty-0 row in a snapshot is
+    skipped, as the kernel book and the simulated exchange always did; PriceBook would
+    apply it as a removal -- Binance never sends one)."""
+    ub, ua, snapshot = u
+    if snapshot:
+        bids.clear()
+        asks.clear()
+    for side, levels in ((bids, ub), (asks, ua)):
+        for px, qty in levels:
+            if qty > 0:
+                side[px] = qty
+            elif not snapshot:
+                side.pop(px, None)
+
+
+def model_dump(bids: dict[int, int], asks: dict[int, int]) -> dict[str, list[list[int]]]:
+    return {"bids": [[p, bids[p]] for p in sorted(bids)], "asks": [[p, asks[p]] for p in sorted(asks)]}
+
+
+@SETTINGS
+@given(
+    updates=st.lists(update, max_size=15),
+    n=st.integers(1, 40),
+    packed=st.booleans(),
+    sets=st.lists(st.tuples(st.booleans(), st.integers(1, 400), st.integers(0, 5)), max_size=10),
+    limit=st.integers(0, 400),
+)
+def test_ladder_book_matches_the_dict_model_and_price_book(updates, n, packed, sets, limit) -> None:
+    book, ref = LadderBook(), PriceBook()
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    for u in updates:
+        ub, ua, snapshot = u
+        if packed:
+            assert book.apply_packed(events.pack_levels(ub), events.pack_levels(ua), snapshot) == 0
+        else:
+            assert book.apply(ub, ua, snapshot) == 0
+        model_apply(bids, asks, u)
+        assert book.dump() == model_dump(bids, asks)
+        if snapshot:
+            ref = PriceBook()
+            ref.apply([(p, q) for p, q in bids.items()], [(p, q) for p, q in asks.items()])
+        else:
+            ref.apply(ub, ua)
+        assert book.dump() == ref.dump()
+        assert book.touch() == ref.touch()
+        assert book.top(n) == ref.top(n)
+    for bid_side, px, qty in sets:  # the simulated exchange's taker walk sets levels one by one
+        book.set_qty(bid_side, px, qty)
+        model_apply(bids, asks, ([(px, qty)], [], False) if bid_side else ([], [(px, qty)], False))
+    for px in range(0, 402):
+        assert book.qty(True, px) == bids.get(px, 0) and book.qty(False, px) == asks.get(px, 0)
+    bp, ap = sorted(bids), sorted(asks)
+    if limit:
+        assert book.within(True, limit) == [(p, bids[p]) for p in reversed(bp) if p >= limit]
+        assert book.within(False, limit) == [(p, asks[p]) for p in ap if p <= limit]
+    else:
+        assert book.within(True, 0) == [(p, bids[p]) for p in reversed(bp)]
+        assert book.within(False, 0) == [(p, asks[p]) for p in ap]
+    again = LadderBook.from_dump(book.dump())
+    assert again.dump() == book.dump() and again.touch() == book.touch() and book.dropped() == 0
+
+
+def test_levels_beyond_half_the_window_from_the_best_are_dropped_and_counted() -> None:
+    book = LadderBook(slots=1024)  # the first level sits at slot 768: 768 slots below it
+    book.apply([(10_000, 1), (10_000 - 768, 2), (10_000 - 769, 3)], [(10_001, 1), (10_001 + 900, 4)])
+    assert book.dump() == {"bids": [[9_232, 2], [10_000, 1]], "asks": [[10_001, 1]]}
+    assert book.dropped() == 2  # a bid one slot below the window, an ask 900 above the best ask
+    assert book.within(False, 20_000) == [(10_001, 1)]
+
+
+def test_a_coarse_tick_gets_a_slot_per_tick_and_off_grid_rows_are_counted_not_applied() -> None:
+    book = LadderBook(tick=10)
+    assert book.apply([(1_000, 1), (995, 2)], [(1_010, 3)]) == 1
+    assert book.touch() == (1_000, 1_010) and book.qty(True, 995) == 0 and book.qty(True, 1_000) == 1
+
+
+def test_a_torn_level_pair_is_a_frame_error() -> None:
+    with pytest.raises(events.FrameError):
+        LadderBook().apply_packed(events.pack_levels([(1, 1)])[:-3], b"")
