@@ -129,20 +129,23 @@ def new_book(slots: int = BOOK_CAP, tick: int = 1) -> np.ndarray:
 
 
 def _side_slots(book: np.ndarray, side: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(slots holding a level, best first; their quantities): all, or the best n."""
+    """(slots holding a level, best first; their quantities): all, or the best n. Scans
+    only below the best and not under the side's low bound, widening from the best
+    until n are found, so a top-n read of a deep book touches about the slots it returns."""
     w = int(book[dtypes.BK_SLOTS])
     q = book[dtypes.BK_Q + side * w : dtypes.BK_Q + (side + 1) * w]
-    best = int(book[dtypes.BK_BEST + side])
-    if n is None or n <= 0 or best < 0:
-        idx = np.flatnonzero(q)[::-1] if n is None or n > 0 else np.zeros(0, dtype=np.int64)
-        return idx, q[idx]
-    span, lo = 4 * n + 64, best + 1
-    idx = np.zeros(0, dtype=np.int64)
-    while len(idx) < n and lo > 0:  # widen the scanned range below the best until n are found
-        lo = max(0, best + 1 - span)
+    best, low, count = int(book[dtypes.BK_BEST + side]), int(book[dtypes.BK_LOW + side]), int(book[dtypes.BK_N + side])
+    want = count if n is None else min(n, count)
+    if want <= 0 or best < 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    span = best + 1 - low if n is None else 4 * want + 64
+    while True:
+        lo = max(low, best + 1 - span)
         idx = np.flatnonzero(q[lo : best + 1])[::-1] + lo
+        if len(idx) >= want or lo == low:
+            break
         span *= 4
-    idx = idx[:n]
+    idx = idx[:want]
     return idx, q[idx]
 
 

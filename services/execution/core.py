@@ -43,6 +43,12 @@ from services.execution.simexchange import SimExchange
 MS = 1_000_000
 MARKET = (events.BookSnapshot, events.BookDelta, events.Trade)
 REPORTS = (events.OrderAck, events.OrderFill, events.OrderCancelled, events.OrderRejected, events.OrderExpired)
+# Every body type apply() acts on (besides the live venue's own facts); for any other
+# (most of the stream: best bid/offer, clocks, the strategy's and risk's traffic) the
+# simulated venues only move their clocks.
+_ACTIVE = frozenset(
+    (*MARKET, events.ChildOrder, events.ChildCancel, events.OperatorCommand, events.CancelAll)
+)
 
 
 class ExecutionCore:
@@ -81,6 +87,12 @@ class ExecutionCore:
         if self.live is not None:
             self.live.clock_ns = now
         reports: list[tuple[events._Body, int]] = []
+        if type(b) not in _ACTIVE and (self.live is None or ev.source != self.live.name):
+            for sim in self.venues.values():
+                due = sim.advance(now)
+                if due:
+                    reports += due
+            return self._outputs(ev, reports) if reports else []
         if isinstance(b, MARKET):
             if b.symbol in self.symbols:
                 spec = self.symbols[b.symbol]
@@ -136,6 +148,9 @@ class ExecutionCore:
                 self.live.cancel_all(b.symbol)
         for sim in self.venues.values():
             reports += sim.advance(now)
+        return self._outputs(ev, reports)
+
+    def _outputs(self, ev: events.Sequenced, reports: list[tuple[events._Body, int]]) -> list[Output]:
         out = []
         for i, (body, t) in enumerate(reports):
             if isinstance(body, REPORTS):  # a Correction is not a report on any order
