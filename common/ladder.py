@@ -11,18 +11,20 @@ Like every kernel book it keeps the levels within half its window of slots
 default 65,536 slots that is +-$327 of BTCUSDT at a $0.01 tick, where a REST
 snapshot's 1,000 levels span about $210.
 
-`dump()` gives what ``common.book.PriceBook.dump`` gives for the same levels
-(both sides ascending), so a core's state, and its hash, do not depend on
-which book it keeps.
+`dump()` gives the levels as ``common.book.PriceBook.dump`` does (both sides
+ascending) plus the ladder's header (where each window sits, what was
+dropped), from which `from_dump` rebuilds the very same book.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from common.events import LEVEL_DTYPE, unpack_levels
-from common.hotpath import book_levels, kernels, new_book, new_levels
-from common.hotpath.dtypes import BK_DROPPED, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, SIDE_ASK, SIDE_BID
+from common.hotpath import book_levels, book_restore, kernels, new_book, new_levels
+from common.hotpath.dtypes import BK_DROPPED, BK_HDR_LEN, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, SIDE_ASK, SIDE_BID
 
 DEFAULT_SLOTS = 65_536
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -111,13 +113,33 @@ class LadderBook:
         """Levels dropped for lying outside the window, both sides, since the book was made."""
         return int(self.book[BK_DROPPED] + self.book[BK_DROPPED + 1])
 
-    def dump(self) -> dict[str, list[list[int]]]:
+    def dump(self) -> dict[str, list[list[int]] | list[int]]:
+        """Both sides ascending (as PriceBook.dump), and the ladder's header: where its
+        windows sit and what it dropped decide what it keeps next, so a book restored
+        from this is the very same book (its state hash too)."""
         bids = book_levels(self.book, SIDE_BID)
         asks = book_levels(self.book, SIDE_ASK)
-        return {"bids": [[p, q] for p, q in reversed(bids)], "asks": [[p, q] for p, q in asks]}
+        return {
+            "bids": [[p, q] for p, q in reversed(bids)],
+            "asks": [[p, q] for p, q in asks],
+            "header": self.book[:BK_HDR_LEN].tolist(),
+        }
 
     @classmethod
-    def from_dump(cls, d: dict[str, list[list[int]]], tick: int = 1, slots: int = DEFAULT_SLOTS) -> LadderBook:
+    def from_dump(cls, d: dict[str, Any], tick: int = 1, slots: int = DEFAULT_SLOTS) -> LadderBook:
+        """The book `dump` was taken of; ValueError if it does not fit (other tick or slots)."""
         b = cls(tick, slots)
-        b.apply([(int(p), int(q)) for p, q in d["bids"]], [(int(p), int(q)) for p, q in d["asks"]], snapshot=True)
+        if "header" not in d or len(d["header"]) != BK_HDR_LEN:
+            raise ValueError("not a ladder book's dump (no header: taken by another build?)")
+        hdr = np.asarray(d["header"], dtype=np.int64)
+        sides = []
+        for side, name in ((SIDE_BID, "bids"), (SIDE_ASK, "asks")):
+            px = np.asarray([p for p, _ in d[name]], dtype=np.int64)
+            qty = np.asarray([q for _, q in d[name]], dtype=np.int64)
+            keys = px if side == SIDE_BID else -px
+            off = keys - int(hdr[BK_KEY0 + side])
+            if (off % tick).any():
+                raise ValueError(f"{name}: a level off this book's tick grid ({tick})")
+            sides.append((off // tick, qty))
+        book_restore(b.book, hdr, sides)
         return b

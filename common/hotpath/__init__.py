@@ -44,6 +44,7 @@ __all__ = [
     "book_levels",
     "book_state",
     "book_load",
+    "book_restore",
     "new_levels",
 ]
 
@@ -169,25 +170,40 @@ def book_state(book: np.ndarray) -> list[bytes]:
 
 
 def book_load(book: np.ndarray, data: list[bytes]) -> None:
-    """Inverse of book_state into `book`, whose slot count and tick must match
-    (ValueError otherwise, leaving `book` unchanged)."""
+    """Inverse of book_state into `book`, whose slot count and tick must match.
+    ValueError, leaving `book` unchanged, for another geometry or inconsistent data."""
+    if len(data) != 3 or any(len(x) % 16 for x in data[1:]) or len(data[0]) != 8 * dtypes.BK_HDR_LEN:
+        raise ValueError("not a kernel book of this layout (header + two sides of (slot, qty) pairs)")
     hdr = np.frombuffer(data[0], dtype=np.int64)
-    if hdr.shape != (dtypes.BK_HDR_LEN,) or hdr[dtypes.BK_SLOTS] != book[dtypes.BK_SLOTS] or (
-        hdr[dtypes.BK_TICK] != book[dtypes.BK_TICK]
-    ):
-        raise ValueError(
-            f"book of {int(hdr[dtypes.BK_SLOTS]) if len(hdr) > 1 else '?'} slots, tick"
-            f" {int(hdr[dtypes.BK_TICK]) if len(hdr) > 1 else '?'}; this one has"
-            f" {int(book[dtypes.BK_SLOTS])}, tick {int(book[dtypes.BK_TICK])}"
-        )
-    w = int(book[dtypes.BK_SLOTS])
+    sides = [np.frombuffer(data[1 + side], dtype=np.int64).reshape(-1, 2) for side in (0, 1)]
+    book_restore(book, hdr, [(x[:, 0], x[:, 1]) for x in sides])
+
+
+def book_restore(book: np.ndarray, hdr: np.ndarray, sides: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Set `book` to header `hdr` with, per side, levels (slots, quantities): the exact book
+    a state was taken of (header included, so its hash is the same). Checked first: the
+    geometry matches, slots are in the window and distinct, quantities positive, and the
+    header's count, best and low bound agree with them; ValueError leaves `book` unchanged."""
+    hdr = np.asarray(hdr, dtype=np.int64)
+    w, tick = int(book[dtypes.BK_SLOTS]), int(book[dtypes.BK_TICK])
+    if hdr.shape != (dtypes.BK_HDR_LEN,) or int(hdr[dtypes.BK_SLOTS]) != w or int(hdr[dtypes.BK_TICK]) != tick:
+        got = f"{int(hdr[dtypes.BK_SLOTS])} slots, tick {int(hdr[dtypes.BK_TICK])}" if hdr.shape[0] > 1 else "?"
+        raise ValueError(f"book of {got}; this one has {w} slots, tick {tick}")
+    for side, (idx, qty) in enumerate(sides):
+        n, best, low = (int(hdr[f + side]) for f in (dtypes.BK_N, dtypes.BK_BEST, dtypes.BK_LOW))
+        ok = len(idx) == len(qty) == n and (qty > 0).all() and len(np.unique(idx)) == n
+        if n:
+            ok = ok and 0 <= int(idx.min()) and int(idx.max()) == best < w and low <= int(idx.min())
+        else:
+            ok = ok and best == -1
+        if not ok:
+            raise ValueError(f"kernel book side {side}: levels disagree with the header (n={n}, best={best})")
     book[:] = 0
     book[: dtypes.BK_HDR_LEN] = hdr
-    for side in (dtypes.SIDE_BID, dtypes.SIDE_ASK):
-        pairs = np.frombuffer(data[1 + side], dtype=np.int64).reshape(-1, 2)
-        book[dtypes.BK_Q + side * w + pairs[:, 0]] = pairs[:, 1]
+    for side, (idx, qty) in enumerate(sides):
+        book[dtypes.BK_Q + side * w + idx] = qty
         blocks = dtypes.BK_Q + 2 * w + side * (w // BK_BLOCK)
-        np.add.at(book, blocks + pairs[:, 0] // BK_BLOCK, 1)
+        np.add.at(book, blocks + idx // BK_BLOCK, 1)
 
 
 def new_levels(n: int) -> np.ndarray:

@@ -42,6 +42,7 @@ VOL_DELTA_MAX = 1 << 30  # |d fair| clamp (pipettes) before the vol EMA
 VAR_DELTA_MAX = 1 << 15  # |d fair| clamp (pipettes) before squaring
 DT_MAX_NS = 1 << 40  # clamp of one inter-update gap (~18 min)
 QTY_MAX = 1 << 50  # clamp of a single level / trade qty (atoms)
+PX_MAX = 1 << 52  # a book row above this price is rejected (slot arithmetic stays in int64)
 HORIZON_EVENTS_MAX = 1 << 20  # clamp of (A-S horizon / mean update gap)
 AS_TERM_MAX = 1 << 40  # clamp of any A-S price term (pipettes)
 Q_PPM_MAX = 1_000_000_000_000  # clamp of |inventory ratio| in ppm (1e6 x)

@@ -86,7 +86,9 @@ Formulas and rounding
   that empties its side requotes at once (cooldown reset); a partial fill
   leaves the rest of the quote live and resets the cooldown so the next
   book update may requote.
-* A book deeper than its capacity keeps the best ``cap`` levels per side.
+* The book is a price-indexed ladder of W slots a side (dtypes); every level
+  within W/2 slots of a side's best is kept, farther ones may be dropped
+  (counted in BK_DROPPED).
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ from common.hotpath.dtypes import (
     P_VPIN_WINDOW,
     P_WARMUP,
     PPM_ONE,
+    PX_MAX,
     Q30_ONE,
     Q30_SHIFT,
     Q_PPM_MAX,
@@ -420,11 +423,11 @@ def _move_window(book, side, d):
 @kernel
 def _row(lv, r):
     """Row r of a level array as (side, px, qty), qty clamped to QTY_MAX;
-    side -1 for a row to reject (unknown side, px <= 0 or qty < 0)."""
+    side -1 for a row to reject (unknown side, px <= 0 or > PX_MAX, qty < 0)."""
     side = lv[r, LV_SIDE]
     px = lv[r, LV_PX]
     qty = lv[r, LV_QTY]
-    if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or qty < 0:
+    if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or px > PX_MAX or qty < 0:
         return -1, px, qty
     if qty > QTY_MAX:
         qty = QTY_MAX
@@ -567,9 +570,27 @@ def book_apply_rows(book, lv, start, n, snapshot):
             _move_window(book, side, i - top)  # recounts: the best is exact again
             i = top
         elif i < 0:
-            if qty > 0:
+            if qty == 0:
+                continue  # no level that far down
+            # Below the window. If the best left earlier in this call, the window may have
+            # to slide down first (as it would at the end of the call): settle the best now,
+            # so no level within W/2 of it is dropped because of how rows were batched.
+            if (dirty_b if side == SIDE_BID else dirty_a) != 0:
+                best = book[BK_BEST + side]  # the side is not empty (an empty one was re-placed above)
+                if book[BK_Q + side * w + best] == 0:
+                    best = _next_below(book, side, best)
+                book[BK_BEST + side] = best
+                if side == SIDE_BID:
+                    dirty_b = 0
+                else:
+                    dirty_a = 0
+                if best < (w >> 1):
+                    _move_window(book, side, best - top)
+                    d = key - book[BK_KEY0 + side]
+                    i = d if tick == 1 else d // tick
+            if i < 0:
                 book[BK_DROPPED + side] += 1
-            continue
+                continue
         q = BK_Q + side * w + i
         old = book[q]
         book[q] = qty

@@ -340,7 +340,7 @@ class SimExchange:
         self._order_no = int(st["order_no"])  # type: ignore[call-overload]
         self._fill_no = int(st["fill_no"])  # type: ignore[call-overload]
         for sym, b in st["books"].items():  # type: ignore[attr-defined]
-            self._books[sym] = LadderBook.from_dump(b, self.symbols[sym].tick)
+            self._books[sym] = LadderBook.from_dump(b, self._tick(sym))
         feed: list = st["feed"]  # type: ignore[assignment]
         inflight: list = st["inflight"]  # type: ignore[assignment]
         self._feed = deque((int(d), int(n), _body_dec.decode(raw)) for d, n, raw in feed)
@@ -564,8 +564,11 @@ class SimExchange:
     def _book(self, symbol: str) -> LadderBook:
         b = self._books.get(symbol)
         if b is None:
-            b = self._books[symbol] = LadderBook(self.symbols[symbol].tick)
+            b = self._books[symbol] = LadderBook(self._tick(symbol))
         return b
+
+    def _tick(self, symbol: str) -> int:
+        return self.symbols[symbol].tick if symbol in self.symbols else 1
 
     def _no(self) -> int:
         self._next_no += 1

@@ -213,3 +213,51 @@ def test_a_snapshot_equals_clearing_and_applying_its_rows(rows, how, slots, befo
         check_ladder(snap)
         for side in (BID, ASK):
             assert book_levels(snap, side) == book_levels(ref, side), (side, kernels)
+
+
+def test_a_level_within_half_the_window_is_kept_however_the_rows_are_batched():
+    """The best leaves and a level far below arrives in one call: the window slides down first
+    (as it would at the end of the call), so the level is kept, as when the rows come apart."""
+    pk = pure()
+    for kernels in (K, pk):
+        one, two = new_book(1024), new_book(1024)
+        for b in (one, two):
+            _apply(kernels, b, [(BID, 10_000, 1), (BID, 9_300, 1)], snapshot=1)  # slots 768 and 68
+        _apply(kernels, one, [(BID, 10_000, 0), (BID, 9_200, 5)])
+        _apply(kernels, two, [(BID, 10_000, 0)])
+        _apply(kernels, two, [(BID, 9_200, 5)])
+        assert book_levels(one, BID) == book_levels(two, BID) == [(9_300, 1), (9_200, 5)]
+        assert _dropped(one, BID) == 0
+        check_ladder(one)
+
+
+def test_a_price_beyond_px_max_is_rejected_not_wrapped():
+    pk = pure()
+    for kernels in (K, pk):
+        b = new_book(64)
+        bad = _apply(kernels, b, [(BID, 100, 1), (BID, 2**63 - 1, 1), (ASK, D.PX_MAX + 1, 1), (ASK, 101, 1)])
+        assert bad == 2 and book_levels(b, BID) == [(100, 1)] and book_levels(b, ASK) == [(101, 1)]
+
+
+def test_book_load_refuses_inconsistent_data_and_leaves_the_book_alone():
+    b = new_book(128)
+    _apply(K, b, [(BID, 100, 5), (ASK, 101, 3)])
+    good = book_state(b)
+    target = new_book(128)
+    _apply(K, target, [(BID, 50, 1)])
+    before = target.copy()
+    hdr = np.frombuffer(good[0], dtype=np.int64).copy()
+    bids = np.frombuffer(good[1], dtype=np.int64).reshape(-1, 2).copy()
+    for bad in (
+        [good[0], (bids + [[200, 0]]).tobytes(), good[2]],  # a slot beyond the window
+        [good[0], (bids * [[1, 0]]).tobytes(), good[2]],  # a zero quantity
+        [hdr.tobytes()[:-8], good[1], good[2]],  # a torn header
+        [good[0], good[1]],  # a side missing
+    ):
+        try:
+            book_load(target, bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("loaded inconsistent book data")
+        assert np.array_equal(target, before)
