@@ -318,12 +318,6 @@ def ln_q30(y_q):
 
 
 @kernel
-def book_cap(book):
-    """Price slots per side."""
-    return book[BK_SLOTS]
-
-
-@kernel
 def _blocks(book, side):
     """Index of side's first block count."""
     w = book[BK_SLOTS]

@@ -360,11 +360,10 @@ class SimExchange:
         book = self._book(body.symbol)  # type: ignore[attr-defined]
         resting = self._resting
         touched: tuple[set[int], set[int]] | None = None  # (bid prices, ask prices) a delta named
-        if isinstance(body, events.BookSnapshot):
-            book.apply_packed(body.bids, body.asks, True)
-        else:
-            assert isinstance(body, events.BookDelta)
-            book.apply_packed(body.bids, body.asks, False)
+        bad = book.apply_packed(body.bids, body.asks, isinstance(body, events.BookSnapshot))
+        if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
+            self.counters["book_rows_rejected"] = self.counters.get("book_rows_rejected", 0) + bad
+        if not isinstance(body, events.BookSnapshot):
             # The levels this delta touched matter only to resting orders of the queue model.
             if resting and self.fill_model != TOUCH:
                 touched = (set(levels_flat(body.bids)[::2]), set(levels_flat(body.asks)[::2]))

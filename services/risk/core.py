@@ -328,7 +328,9 @@ class RiskCore:
         book = self.books.get(b.symbol)
         if book is None:
             book = self.books[b.symbol] = LadderBook(self._tick(b.symbol))
-        book.apply_packed(b.bids, b.asks, snapshot)
+        bad = book.apply_packed(b.bids, b.asks, snapshot)
+        if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
+            self._count("book_rows_rejected", bad)
         self.tops[b.symbol] = list(book.touch())
         if self.cfg.deadman_market_data:
             self._seen(f"md:{b.symbol}", ev.recv_ns)

@@ -230,7 +230,9 @@ class RouterCore:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
                 book = self.books[body.symbol] = LadderBook(self._tick_step(body.symbol)[0])  # type: ignore[union-attr]
-            book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
+            bad = book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
+            if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
+                self._count("book_rows_rejected", bad)
         elif t is E.BestBidOffer:
             self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
         elif t is E.Clock:

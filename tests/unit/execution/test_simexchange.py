@@ -392,3 +392,12 @@ def test_every_report_is_a_legal_transition_for_the_order_state_machine() -> Non
     venue_open = {o["child_id"]: o["leaves"] for o in x.open_orders()}
     engine_open = {o.child_id: o.leaves for o in ob.open_orders() if o.state != "new"}
     assert venue_open == engine_open
+
+
+def test_book_rows_off_the_tick_grid_are_counted_not_applied() -> None:
+    x = sim()
+    lot = events.BookSnapshot("LOT", 1, events.pack_levels([(1_000, 10), (997, 10)]), events.pack_levels([(1_005, 10)]))
+    x.on_market(lot, 1)
+    assert x.book("LOT") == ([(1_000, 10)], [(1_005, 10)])
+    assert x.counters["book_rows_rejected"] == 1
+    assert x.book("NOPE") == ([], [])  # a symbol it has no book of: empty, not an error
