@@ -390,22 +390,6 @@ def _recount(book, side):
 
 
 @kernel
-def _anchor(key, w, tick):
-    """Slot 0's key of a window for a side whose best has key `key`: the best lands
-    5/8 of the way up, rounded down to a multiple of W/8 slots so the windows of
-    nearby bests coincide (a snapshot can then merge into the side as it stands).
-    The best sits in [5W/8, 3W/4): W/4 slots above it, at least 5W/8 below."""
-    g = (w >> 3) * tick
-    return (key - ((w >> 3) * 5) * tick) // g * g
-
-
-@kernel
-def _slide_to(book, side, key):
-    """Move a side's window to the anchor of a best with key `key`."""
-    _move_window(book, side, (_anchor(key, book[BK_SLOTS], book[BK_TICK]) - book[BK_KEY0 + side]) // book[BK_TICK])
-
-
-@kernel
 def _move_window(book, side, d):
     """Slide a side's window d slots toward better prices (d > 0) or worse
     (d < 0): slot i then holds what slot i + d held. Levels that leave the
@@ -452,6 +436,7 @@ def _place_snapshot(book, lv, start, n):
     (the rows then need the general path)."""
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
+    top = w - (w >> 2)
     kb = 0
     ka = 0
     lo_b = w
@@ -474,11 +459,11 @@ def _place_snapshot(book, lv, start, n):
             continue
         if side == SIDE_BID:
             if hi_b < 0:
-                kb = _anchor(px, w, tick)
+                kb = px - top * tick
             d = px - kb
         else:
             if hi_a < 0:
-                ka = _anchor(-px, w, tick)
+                ka = -px - top * tick
             d = -px - ka
         i = d if tick == 1 else d // tick
         if i >= w:
@@ -524,123 +509,6 @@ def _place_snapshot(book, lv, start, n):
 
 
 @kernel
-def _zero_between(book, side, hi, lo):
-    """Remove the levels in slots lo < j <= hi of a side (block counts kept); returns
-    how many there were."""
-    q = BK_Q + side * book[BK_SLOTS]
-    cb = _blocks(book, side)
-    gone = 0
-    j = hi
-    while j > lo:
-        if book[cb + (j >> 6)] == 0:
-            j = ((j >> 6) << 6) - 1  # an empty block
-            continue
-        if book[q + j] != 0:
-            book[q + j] = 0
-            book[cb + (j >> 6)] -= 1
-            gone += 1
-        j -= 1
-    return gone
-
-
-@kernel
-def _merge_snapshot(book, lv, start, n):
-    """A snapshot listed best first per side, merged into each side as it stands when
-    the side's window is already where a cleared book would put it (the anchor of the
-    snapshot's best): each row is stored in its slot and the levels it no longer lists
-    (above its best, between its rows, below its last) are removed, so a level that
-    stays costs one store and the header changes only where levels come or go. The
-    result is the cleared book's, byte for byte. Returns rows rejected, or -1, before
-    changing anything, when a side's rows are out of order or its window would move."""
-    w = book[BK_SLOTS]
-    tick = book[BK_TICK]
-    first_b = 0
-    first_a = 0
-    prev_b = 0
-    prev_a = 0
-    seen_b = 0
-    seen_a = 0
-    for r in range(start, start + n):  # read-only: is the merge the cleared book's answer?
-        side, px, qty = _row(lv, r)
-        if side < 0 or qty == 0 or (tick != 1 and px % tick != 0):
-            continue
-        if side == SIDE_BID:
-            if seen_b and px >= prev_b:
-                return -1
-            if not seen_b:
-                first_b = px
-            seen_b = 1
-            prev_b = px
-        else:
-            if seen_a and px <= prev_a:
-                return -1
-            if not seen_a:
-                first_a = px
-            seen_a = 1
-            prev_a = px
-    if seen_b and book[BK_N] > 0 and _anchor(first_b, w, tick) != book[BK_KEY0]:
-        return -1
-    if seen_a and book[BK_N + 1] > 0 and _anchor(-first_a, w, tick) != book[BK_KEY0 + 1]:
-        return -1
-    if seen_b and book[BK_N] == 0:
-        book[BK_KEY0] = _anchor(first_b, w, tick)
-        book[BK_BEST] = -1
-        book[BK_LOW] = w
-    if seen_a and book[BK_N + 1] == 0:
-        book[BK_KEY0 + 1] = _anchor(-first_a, w, tick)
-        book[BK_BEST + 1] = -1
-        book[BK_LOW + 1] = w
-    old_b = book[BK_BEST]  # every level of a side sits in [low, best]
-    old_a = book[BK_BEST + 1]
-    m_b = book[BK_N]
-    m_a = book[BK_N + 1]
-    last_b = w
-    last_a = w
-    bad = 0
-    for r in range(start, start + n):
-        side, px, qty = _row(lv, r)
-        if side < 0:
-            bad += 1
-            continue
-        if qty == 0:
-            continue
-        if tick != 1 and px % tick != 0:
-            bad += 1
-            continue
-        key = px if side == SIDE_BID else -px
-        d = key - book[BK_KEY0 + side]
-        i = d if tick == 1 else d // tick
-        if i < 0:
-            book[BK_DROPPED + side] += 1  # as the cleared book: below its window
-            continue
-        if side == SIDE_BID:
-            m_b -= _zero_between(book, SIDE_BID, old_b if last_b == w else last_b - 1, i)
-            last_b = i
-        else:
-            m_a -= _zero_between(book, SIDE_ASK, old_a if last_a == w else last_a - 1, i)
-            last_a = i
-        slot = BK_Q + side * w + i
-        if book[slot] == 0:
-            book[_blocks(book, side) + (i >> 6)] += 1
-            if side == SIDE_BID:
-                m_b += 1
-            else:
-                m_a += 1
-        book[slot] = qty
-    for side in range(2):
-        last = last_b if side == SIDE_BID else last_a
-        if last == w:  # no level of this side in the window: it is empty now
-            _clear_side(book, side)
-            continue
-        m = (m_b if side == SIDE_BID else m_a) - _zero_between(book, side, last - 1, book[BK_LOW + side] - 1)
-        first = first_b if side == SIDE_BID else -first_a  # the best row's key
-        book[BK_N + side] = m
-        book[BK_BEST + side] = (first - book[BK_KEY0 + side]) // tick
-        book[BK_LOW + side] = last
-    return bad
-
-
-@kernel
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
@@ -657,9 +525,6 @@ def book_apply_rows(book, lv, start, n, snapshot):
     the window is not kept (counted in BK_DROPPED); since the best always
     sits in the top half, every level within W/2 slots of it is kept."""
     if snapshot:
-        bad = _merge_snapshot(book, lv, start, n)
-        if bad >= 0:
-            return bad
         book_clear(book)
         dropped_b = book[BK_DROPPED]
         dropped_a = book[BK_DROPPED + 1]
@@ -670,6 +535,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
         book[BK_DROPPED + 1] = dropped_a
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
+    top = w - (w >> 2)  # where a new window puts the best level
     bad = 0
     dirty_b = 0
     dirty_a = 0
@@ -687,7 +553,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
         if book[BK_N + side] == 0:
             if qty == 0:
                 continue
-            book[BK_KEY0 + side] = _anchor(key, w, tick)  # an empty side: place its window here
+            book[BK_KEY0 + side] = key - top * tick  # an empty side: place its window here
             book[BK_BEST + side] = -1
             book[BK_LOW + side] = w
         d = key - book[BK_KEY0 + side]
@@ -695,9 +561,8 @@ def book_apply_rows(book, lv, start, n, snapshot):
         if i >= w:
             if qty == 0:
                 continue  # no level that far up
-            _slide_to(book, side, key)  # recounts: the best is exact again
-            d = key - book[BK_KEY0 + side]
-            i = d if tick == 1 else d // tick
+            _move_window(book, side, i - top)  # recounts: the best is exact again
+            i = top
         elif i < 0:
             if qty == 0:
                 continue  # no level that far down
@@ -714,7 +579,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
                 else:
                     dirty_a = 0
                 if best < (w >> 1):
-                    _slide_to(book, side, book[BK_KEY0 + side] + best * tick)
+                    _move_window(book, side, best - top)
                     d = key - book[BK_KEY0 + side]
                     i = d if tick == 1 else d // tick
             if i < 0:
@@ -754,7 +619,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
     for side in range(2):
         best = book[BK_BEST + side]
         if 0 <= best < (w >> 1):
-            _slide_to(book, side, book[BK_KEY0 + side] + best * tick)
+            _move_window(book, side, best - top)
     return bad
 
 

@@ -87,9 +87,9 @@ def test_ladder_book_matches_the_dict_model_and_price_book(updates, n, packed, s
 
 
 def test_levels_beyond_half_the_window_from_the_best_are_dropped_and_counted() -> None:
-    book = LadderBook(slots=1024)  # a first bid at 10,000 lands at slot 656 (5/8 up, rounded to 128)
-    book.apply([(10_000, 1), (10_000 - 656, 2), (10_000 - 657, 3)], [(10_001, 1), (10_001 + 900, 4)])
-    assert levels_of(book.dump()) == {"bids": [[9_344, 2], [10_000, 1]], "asks": [[10_001, 1]]}
+    book = LadderBook(slots=1024)  # the first level sits at slot 768: 768 slots below it
+    book.apply([(10_000, 1), (10_000 - 768, 2), (10_000 - 769, 3)], [(10_001, 1), (10_001 + 900, 4)])
+    assert levels_of(book.dump()) == {"bids": [[9_232, 2], [10_000, 1]], "asks": [[10_001, 1]]}
     assert book.dropped() == 2  # a bid one slot below the window, an ask 900 above the best ask
     assert book.within(False, 20_000) == [(10_001, 1)]
 
@@ -110,14 +110,14 @@ def test_a_restored_book_is_the_very_same_book_window_and_all() -> None:
     (best at 3/4) would not: the dump keeps the window, so the restored book keeps them too
     and goes on exactly as the live one."""
     live = LadderBook(slots=1024)
-    live.apply([(10_000, 1), (9_400, 2)], [(10_010, 1)], snapshot=True)  # 10,000 at slot 656, 9,400 at 56
-    live.apply([(10_300, 3)], [(10_400, 1)])  # the best rises to slot 956: no slide
-    live.apply([(10_000, 0)], [])  # a window placed for 10,300 would not reach 9,400
+    live.apply([(10_000, 1), (9_300, 2)], [(10_010, 1)], snapshot=True)  # 10,000 at slot 768, 9,300 at 68
+    live.apply([(10_255, 3)], [(10_300, 1)])  # the best rises to slot 1023: no slide
+    live.apply([(10_000, 0)], [])
     restored = LadderBook.from_dump(live.dump(), slots=1024)
     assert np.array_equal(restored.book, live.book)
     for b in (live, restored):
-        b.apply([(10_300, 0)], [])  # the best falls 900 slots: the window slides down
-    assert np.array_equal(restored.book, live.book) and restored.dump()["bids"] == [[9_400, 2]]
+        b.apply([(10_255, 0)], [])  # the best falls 955 slots: the window slides down
+    assert np.array_equal(restored.book, live.book) and restored.dump()["bids"] == [[9_300, 2]]
 
 
 def test_a_dump_that_does_not_fit_is_refused_before_anything_changes() -> None:

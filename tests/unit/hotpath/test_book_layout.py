@@ -135,17 +135,18 @@ def test_a_small_window_keeps_true_levels(batches, slots):
 
 
 def test_levels_outside_the_window_are_dropped_and_counted():
-    b = new_book(64)  # a first level lands 5/8 up the window, rounded down to 8 slots: slot 40
-    _apply(K, b, [(BID, 1000, 5), (BID, 960, 1), (BID, 959, 2)])  # 959 is one below slot 0
-    assert book_levels(b, BID) == [(1000, 5), (960, 1)] and _dropped(b, BID) == 1
-    assert int(b[D.BK_KEY0]) == 960
-    _apply(K, b, [(BID, 1010, 3)])  # slot 50: within the window, no slide
-    assert int(b[D.BK_KEY0]) == 960
-    _apply(K, b, [(BID, 1030, 7)])  # slot 70: the window slides up to 984 (960 leaves), 1030 at 46
-    assert int(b[D.BK_KEY0]) == 984 and K.best_bid(b) == 1030
-    assert book_levels(b, BID) == [(1030, 7), (1010, 3), (1000, 5)] and _dropped(b, BID) == 2
-    _apply(K, b, [(BID, 1030, 0)])  # best 1010 at slot 26, the lower half: slides down to 968
-    assert int(b[D.BK_KEY0]) == 968 and book_levels(b, BID) == [(1010, 3), (1000, 5)]
+    b = new_book(64)  # the first level lands at slot 48: 48 slots below it, 15 above
+    _apply(K, b, [(BID, 1000, 5), (BID, 952, 1), (BID, 951, 2)])  # 951 is one below slot 0
+    assert book_levels(b, BID) == [(1000, 5), (952, 1)] and _dropped(b, BID) == 1
+    _apply(K, b, [(BID, 1010, 3)])  # within the window: no slide
+    assert int(b[D.BK_KEY0]) == 952
+    _apply(K, b, [(BID, 1020, 7)])  # above it: the window slides up 20 (952 leaves), 1020 sits at 48
+    assert int(b[D.BK_KEY0]) == 972 and K.best_bid(b) == 1020
+    assert book_levels(b, BID) == [(1020, 7), (1010, 3), (1000, 5)] and _dropped(b, BID) == 2
+    _apply(K, b, [(BID, 1020, 0), (BID, 1010, 3)])  # best 1010 at slot 38: still in the top half
+    assert K.best_bid(b) == 1010 and int(b[D.BK_KEY0]) == 972
+    _apply(K, b, [(BID, 1010, 0), (BID, 985, 4)])  # best 1000 at slot 28: slides down 20
+    assert int(b[D.BK_KEY0]) == 952 and book_levels(b, BID) == [(1000, 5), (985, 4)]
     check_ladder(b)
 
 
@@ -221,11 +222,11 @@ def test_a_level_within_half_the_window_is_kept_however_the_rows_are_batched():
     for kernels in (K, pk):
         one, two = new_book(1024), new_book(1024)
         for b in (one, two):
-            _apply(kernels, b, [(BID, 10_000, 1), (BID, 9_400, 1)], snapshot=1)  # slots 656 and 56
-        _apply(kernels, one, [(BID, 10_000, 0), (BID, 9_300, 5)])  # 9,300 is below slot 0 until it slides
+            _apply(kernels, b, [(BID, 10_000, 1), (BID, 9_300, 1)], snapshot=1)  # slots 768 and 68
+        _apply(kernels, one, [(BID, 10_000, 0), (BID, 9_200, 5)])
         _apply(kernels, two, [(BID, 10_000, 0)])
-        _apply(kernels, two, [(BID, 9_300, 5)])
-        assert book_levels(one, BID) == book_levels(two, BID) == [(9_400, 1), (9_300, 5)]
+        _apply(kernels, two, [(BID, 9_200, 5)])
+        assert book_levels(one, BID) == book_levels(two, BID) == [(9_300, 1), (9_200, 5)]
         assert _dropped(one, BID) == 0
         check_ladder(one)
 
@@ -260,26 +261,3 @@ def test_book_load_refuses_inconsistent_data_and_leaves_the_book_alone():
         else:
             raise AssertionError("loaded inconsistent book data")
         assert np.array_equal(target, before)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(row, max_size=30), min_size=1, max_size=8), st.sampled_from([64, 1024]), st.booleans())
-def test_a_merged_snapshot_is_the_cleared_books_byte_for_byte(batches, slots, sort):
-    """A best-first snapshot on a book whose window already sits at its best's anchor is merged
-    in place; the pure twin, with the merge switched off, clears and places the same rows: the
-    two books are equal to the byte, after every snapshot of a session of deltas and snapshots."""
-    pk = pure()
-    merged, cleared = new_book(slots), new_book(slots)
-    saved = pk._merge_snapshot
-    pk._merge_snapshot = lambda *a: -1
-    try:
-        for k, batch in enumerate(batches):
-            rows = [(s_, (p if s_ == BID else p + 60) * 3, q) for s_, p, q in batch]
-            if sort:
-                rows = sorted(rows, key=lambda r: (r[0], -r[1] if r[0] == BID else r[1]))
-            snap = k % 2
-            assert _apply(K, merged, rows, snapshot=snap) == _apply(pk, cleared, rows, snapshot=snap)
-            assert np.array_equal(merged, cleared)
-            check_ladder(merged)
-    finally:
-        pk._merge_snapshot = saved

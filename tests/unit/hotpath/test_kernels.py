@@ -95,11 +95,10 @@ def test_empty_book_sentinels():
 def test_a_side_keeps_the_levels_within_half_its_window_of_the_best():
     b = new_book(64)
     snap(b, *[(BID, 100 - i, 1 + i) for i in range(40)], *[(ASK, 110 + i, 1) for i in range(60)])
-    # A best is placed 5/8 up the window rounded down to 8 slots (100 at 44, 110 at 42):
-    # bids down to 56 and asks up to 152 fit, 153.. do not.
+    # The best is placed at slot 48, with 48 slots below it: asks 110..158 fit, 159.. do not.
     assert [p for p, _ in side_levels(b, BID)] == list(range(100, 60, -1))
-    assert [p for p, _ in side_levels(b, ASK)] == list(range(110, 153))
-    assert int(b[D.BK_DROPPED + ASK]) == 17
+    assert [p for p, _ in side_levels(b, ASK)] == list(range(110, 159))
+    assert int(b[D.BK_DROPPED + ASK]) == 11
     K.book_apply_rows(b, rows((BID, 101, 9), (BID, 40, 9), (ASK, 111, 0)), 0, 3, 0)
     assert side_levels(b, BID)[:2] == [(101, 9), (100, 1)] and int(b[D.BK_DROPPED + BID]) == 1
     assert [p for p, _ in side_levels(b, ASK)][:2] == [110, 112]
