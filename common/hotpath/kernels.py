@@ -512,7 +512,7 @@ def _place_snapshot(book, lv, start, n):
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
-    rows rejected (bad side, px <= 0, qty < 0, px off the tick grid).
+    rows rejected (bad side, px <= 0 or > PX_MAX, qty < 0, px off the tick grid).
 
     A row is one store at its price's slot: no search, no moves. The best
     slot only moves up on an insert above it; removing the best level finds
