@@ -25,6 +25,7 @@ import numpy as np
 from common.events import LEVEL_DTYPE, unpack_levels
 from common.hotpath import book_levels, book_restore, kernels, new_book, new_levels
 from common.hotpath.dtypes import BK_DROPPED, BK_HDR_LEN, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, SIDE_ASK, SIDE_BID
+from common.hotpath.venue import venue_levels_into
 
 DEFAULT_SLOTS = 65_536
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -73,6 +74,19 @@ class LadderBook:
     def levels(self, bid_side: bool, n: int) -> list[tuple[int, int]]:
         """One side's best n levels, best first."""
         return book_levels(self.book, SIDE_BID if bid_side else SIDE_ASK, n)
+
+    def venue_levels(self, bid_side: bool, n: int, price_add: int, size_pct: int, step: int) -> list[tuple[int, int]]:
+        """The best n levels as a simulated venue sees them (common.venues' transform: price
+        shifted by price_add pipettes, qty scaled to size_pct percent and floored to step, a
+        level left with price or qty <= 0 dropped), best first: two kernel calls."""
+        if n <= 0:
+            return []
+        flat = np.empty(2 * n, dtype=np.int64)
+        k = int(kernels.book_top_into(self.book, SIDE_BID if bid_side else SIDE_ASK, n, flat))
+        out = np.empty(2 * k, dtype=np.int64)
+        m = int(venue_levels_into(flat[: 2 * k], out, price_add, size_pct, step, 0))
+        pairs = out[:m].tolist()
+        return list(zip(pairs[::2], pairs[1::2], strict=True))
 
     def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         return self.levels(True, n), self.levels(False, n)

@@ -129,30 +129,30 @@ def new_book(slots: int = BOOK_CAP, tick: int = 1) -> np.ndarray:
     return book
 
 
-def _side_slots(book: np.ndarray, side: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(slots holding a level, best first; their quantities): all, or the best n. Scans
-    only below the best and not under the side's low bound, widening from the best
-    until n are found, so a top-n read of a deep book touches about the slots it returns."""
+def _side_slots(book: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(slots holding a level, best first; their quantities), scanning only [low, best]."""
     w = int(book[dtypes.BK_SLOTS])
     q = book[dtypes.BK_Q + side * w : dtypes.BK_Q + (side + 1) * w]
-    best, low, count = int(book[dtypes.BK_BEST + side]), int(book[dtypes.BK_LOW + side]), int(book[dtypes.BK_N + side])
-    want = count if n is None else min(n, count)
-    if want <= 0 or best < 0:
+    best, low = int(book[dtypes.BK_BEST + side]), int(book[dtypes.BK_LOW + side])
+    if best < 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    span = best + 1 - low if n is None else 4 * want + 64
-    while True:
-        lo = max(low, best + 1 - span)
-        idx = np.flatnonzero(q[lo : best + 1])[::-1] + lo
-        if len(idx) >= want or lo == low:
-            break
-        span *= 4
-    idx = idx[:want]
+    idx = np.flatnonzero(q[low : best + 1])[::-1] + low
     return idx, q[idx]
 
 
 def book_levels(book: np.ndarray, side: int, n: int | None = None) -> list[tuple[int, int]]:
     """One side of a kernel book as (px, qty) pairs, best first (all, or the best n)."""
-    idx, qty = _side_slots(book, side, n)
+    if n is not None:
+        if n <= 0:
+            return []
+        # Imported here: the rest of this module (layouts, params) is used where no kernel runs.
+        from common.hotpath.kernels import book_top_into
+
+        out = np.empty(2 * n, dtype=np.int64)
+        k = int(book_top_into(book, side, n, out))
+        flat = out[: 2 * k].tolist()
+        return list(zip(flat[::2], flat[1::2], strict=True))
+    idx, qty = _side_slots(book, side)
     keys = int(book[dtypes.BK_KEY0 + side]) + idx * int(book[dtypes.BK_TICK])
     px = keys if side == dtypes.SIDE_BID else -keys
     return list(zip(px.tolist(), qty.tolist(), strict=True))

@@ -676,6 +676,27 @@ def depth_qty(book, side, levels):
 
 
 @kernel
+def book_top_into(book, side, n, out):
+    """The best n levels of a side as (px, qty) pairs, best first, into out[0:2k];
+    returns k (fewer when the side holds fewer). out holds >= 2n."""
+    q = BK_Q + side * book[BK_SLOTS]
+    key0 = book[BK_KEY0 + side]
+    tick = book[BK_TICK]
+    i = book[BK_BEST + side]
+    k = 0
+    while i >= 0 and k < n:
+        key = key0 + i * tick
+        out[2 * k] = key if side == SIDE_BID else -key
+        out[2 * k + 1] = book[q + i]
+        k += 1
+        if i > 0 and book[q + i - 1] != 0:
+            i -= 1  # a dense book: the next level is the next slot
+        else:
+            i = _next_below(book, side, i)
+    return k
+
+
+@kernel
 def _weighted_side(book, side, levels):
     """sum over the best `levels` levels of (levels - k) * qty_k (saturating)."""
     q = BK_Q + side * book[BK_SLOTS]

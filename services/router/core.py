@@ -174,12 +174,13 @@ class RouterCore:
         tick, step = self._tick_step(symbol)
         book = self.books.get(symbol)
         if book is not None:
-            raw = book.levels(side == E.BUY, self.cfg.depth_levels)
-        else:
-            b = self.bbo.get(symbol)
-            if b is None:
-                return []
-            raw = [(b[0], b[1])] if side == E.BUY else [(b[2], b[3])]
+            return book.venue_levels(
+                side == E.BUY, self.cfg.depth_levels, venue.price_offset_ticks * tick, venue.size_pct, step
+            )
+        b = self.bbo.get(symbol)
+        if b is None:
+            return []
+        raw = [(b[0], b[1])] if side == E.BUY else [(b[2], b[3])]
         out = []
         for px, qty in raw:
             vpx = px + venue.price_offset_ticks * tick

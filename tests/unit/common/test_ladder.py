@@ -135,3 +135,23 @@ def test_a_dump_that_does_not_fit_is_refused_before_anything_changes() -> None:
         LadderBook.from_dump(dump, slots=2048)
     with pytest.raises(ValueError, match="grid"):
         LadderBook.from_dump(dump, tick=7, slots=1024)
+
+
+@SETTINGS
+@given(
+    levels=st.lists(st.tuples(st.integers(1, 400), st.integers(1, 10_000)), max_size=40),
+    n=st.integers(0, 50),
+    offset=st.integers(-300, 300),
+    pct=st.integers(1, 200),
+    step=st.integers(1, 50),
+    bid_side=st.booleans(),
+)
+def test_venue_levels_are_the_python_transform_of_the_top_n(levels, n, offset, pct, step, bid_side) -> None:
+    book = LadderBook()
+    book.apply(levels if bid_side else [], [] if bid_side else levels)
+    want = []
+    for px, qty in book.levels(bid_side, n):
+        vpx, vqty = px + offset, qty * pct // 100 // step * step
+        if vpx > 0 and vqty > 0:
+            want.append((vpx, vqty))
+    assert book.venue_levels(bid_side, n, offset, pct, step) == want
