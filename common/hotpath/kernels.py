@@ -365,6 +365,15 @@ def _next_below(book, side, i):
 
 
 @kernel
+def _next_level(book, side, i):
+    """_next_below(book, side, i), trying the next slot first: near the touch a
+    liquid book has a level at every tick."""
+    if i > 0 and book[BK_Q + side * book[BK_SLOTS] + i - 1] != 0:
+        return i - 1
+    return _next_below(book, side, i)
+
+
+@kernel
 def _recount(book, side):
     """Rebuild a side's block counts, level count, best and low from its slots
     (after the window moved)."""
@@ -662,17 +671,7 @@ def spread(book):
 @kernel
 def depth_qty(book, side, levels):
     """Total qty of the best `levels` levels of a side (saturating)."""
-    q = BK_Q + side * book[BK_SLOTS]
-    i = book[BK_BEST + side]
-    s = 0
-    k = 0
-    while i >= 0 and k < levels:
-        s += book[q + i]
-        if s > I64_SAT:
-            s = I64_SAT
-        k += 1
-        i = _next_below(book, side, i)
-    return s
+    return _side_sum(book, side, levels, 0)
 
 
 @kernel
@@ -689,30 +688,25 @@ def book_top_into(book, side, n, out):
         out[2 * k] = key if side == SIDE_BID else -key
         out[2 * k + 1] = book[q + i]
         k += 1
-        if i > 0 and book[q + i - 1] != 0:
-            i -= 1  # a dense book: the next level is the next slot
-        else:
-            i = _next_below(book, side, i)
+        i = _next_level(book, side, i)
     return k
 
 
 @kernel
-def _weighted_side(book, side, levels):
-    """sum over the best `levels` levels of (levels - k) * qty_k (saturating)."""
+def _side_sum(book, side, levels, weighted):
+    """Sum over the best `levels` levels of a side of qty_k, times (levels - k) when
+    weighted (saturating)."""
     q = BK_Q + side * book[BK_SLOTS]
     i = book[BK_BEST + side]
     v = 0
     k = 0
     while i >= 0 and k < levels:
-        v += (levels - k) * book[q + i]
+        v += (levels - k if weighted else 1) * book[q + i]
         if v > I64_SAT:
             v = I64_SAT
         k += 1
         if k < levels:
-            if i > 0 and book[q + i - 1] != 0:
-                i -= 1  # a dense book: the next level is the next slot
-            else:
-                i = _next_below(book, side, i)
+            i = _next_level(book, side, i)
     return v
 
 
@@ -723,7 +717,7 @@ def weighted_vols(book, levels):
         levels = 1
     if levels > MP_LEVELS_MAX:
         levels = MP_LEVELS_MAX
-    return _weighted_side(book, SIDE_BID, levels), _weighted_side(book, SIDE_ASK, levels)
+    return _side_sum(book, SIDE_BID, levels, 1), _side_sum(book, SIDE_ASK, levels, 1)
 
 
 @kernel

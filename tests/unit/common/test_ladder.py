@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from common import events
 from common.book import PriceBook
 from common.ladder import LadderBook
+from tests.unit.router.test_pricebook import model_apply as dict_apply
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -24,14 +25,8 @@ def model_apply(bids: dict[int, int], asks: dict[int, int], u) -> None:
     apply it as a removal -- Binance never sends one)."""
     ub, ua, snapshot = u
     if snapshot:
-        bids.clear()
-        asks.clear()
-    for side, levels in ((bids, ub), (asks, ua)):
-        for px, qty in levels:
-            if qty > 0:
-                side[px] = qty
-            elif not snapshot:
-                side.pop(px, None)
+        ub, ua = [lv for lv in ub if lv[1] > 0], [lv for lv in ua if lv[1] > 0]
+    dict_apply(bids, asks, (ub, ua, snapshot))
 
 
 def levels_of(dump: dict) -> dict:
