@@ -424,13 +424,16 @@ def _move_window(book, side, d):
 
 
 @kernel
-def _row(lv, r):
-    """Row r of a level array as (side, px, qty), qty clamped to QTY_MAX;
-    side -1 for a row to reject (unknown side, px <= 0 or > PX_MAX, qty < 0)."""
+def _row(lv, r, tick):
+    """Row r of a level array as (side, px, qty), qty clamped to QTY_MAX; side -1
+    for a row to reject (unknown side, px <= 0 or > PX_MAX or off the tick grid,
+    qty < 0)."""
     side = lv[r, LV_SIDE]
     px = lv[r, LV_PX]
     qty = lv[r, LV_QTY]
     if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or px > PX_MAX or qty < 0:
+        return -1, px, qty
+    if tick != 1 and px % tick != 0:
         return -1, px, qty
     if qty > QTY_MAX:
         qty = QTY_MAX
@@ -457,14 +460,11 @@ def _place_snapshot(book, lv, start, n):
     m_b = 0
     m_a = 0
     for r in range(start, start + n):
-        side, px, qty = _row(lv, r)
+        side, px, qty = _row(lv, r, tick)
         if side < 0:
             bad += 1
             continue
         if qty == 0:
-            continue
-        if tick != 1 and px % tick != 0:
-            bad += 1
             continue
         if side == SIDE_BID:
             if hi_b < 0:
@@ -549,14 +549,11 @@ def book_apply_rows(book, lv, start, n, snapshot):
     dirty_b = 0
     dirty_a = 0
     for r in range(start, start + n):
-        side, px, qty = _row(lv, r)
+        side, px, qty = _row(lv, r, tick)
         if side < 0:
             bad += 1
             continue
         if qty == 0 and snapshot:
-            continue
-        if tick != 1 and px % tick != 0:
-            bad += 1
             continue
         key = px if side == SIDE_BID else -px
         if book[BK_N + side] == 0:
