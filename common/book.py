@@ -27,8 +27,9 @@ _LITTLE = sys.byteorder == "little"  # the wire's int64 are little-endian; memor
 
 
 # The last few levels_flat results by the identity of their buffer: the same BookDelta
-# reaches several books in one process (risk, router and the first simulated venue in a
-# backtest or a replay), and its bytes are immutable, so the answer is the same.
+# reaches several readers in one process (the simulated venues that see the feed's book
+# unchanged, each asking which prices it touched; a PriceBook), and its bytes are
+# immutable, so the answer is the same.
 _recent: dict[int, tuple[bytes, list[int]]] = {}
 
 

@@ -159,9 +159,11 @@ def book_levels(book: np.ndarray, side: int, n: int | None = None) -> list[tuple
 
 
 def book_state(book: np.ndarray) -> list[bytes]:
-    """A book as canonical plain data for state hashes and snapshots: the header,
-    then per side its occupied (slot, qty) pairs, best first -- not the ladder's
-    mostly empty slots (block counts follow from the pairs)."""
+    """A book as plain data for state hashes and snapshots: the header, then per
+    side its occupied (slot, qty) pairs, best first -- not the ladder's mostly empty
+    slots (block counts follow from the pairs). Deterministic, but not canonical:
+    the header holds history (the window's place, the low bound), so two books with
+    the same levels can differ, as they can in what they keep next."""
     out = [book[: dtypes.BK_HDR_LEN].tobytes()]
     for side in (dtypes.SIDE_BID, dtypes.SIDE_ASK):
         idx, qty = _side_slots(book, side)
