@@ -22,13 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from common.events import LEVEL_DTYPE, unpack_levels
+from common.events import unpack_levels
 from common.hotpath import book_levels, book_restore, kernels, new_book, new_levels
 from common.hotpath.dtypes import BK_DROPPED, BK_HDR_LEN, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, SIDE_ASK, SIDE_BID
 from common.hotpath.venue import venue_levels_into
 
 DEFAULT_SLOTS = 65_536
-_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 class LadderBook:
@@ -45,12 +44,10 @@ class LadderBook:
         off the tick grid): the feed never sends them. A torn pair raises FrameError."""
         if len(bids) % 16 or len(asks) % 16:
             unpack_levels(bids if len(bids) % 16 else asks)  # raises the FrameError of a torn pair
-        b = np.frombuffer(bids, LEVEL_DTYPE) if bids else _EMPTY
-        a = np.frombuffer(asks, LEVEL_DTYPE) if asks else _EMPTY
         rows = (len(bids) + len(asks)) >> 4
         if rows > len(self._lv):
             self._lv = new_levels(max(rows, 2 * len(self._lv)))
-        return int(kernels.book_apply_levels(self.book, self._lv, b.reshape(-1), a.reshape(-1), snapshot))
+        return int(kernels.book_apply_packed(self.book, self._lv, bids, asks, snapshot))
 
     def apply(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]], snapshot: bool = False) -> int:
         """`apply_packed` of (price, qty) pairs."""

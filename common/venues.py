@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from common import events
-from common.hotpath.venue import venue_levels_into, venue_sides_into
+from common.hotpath.venue import venue_levels_into, venue_sides_packed
 from common.router_config import VenueConfig
 from common.units import SymbolSpec
 
@@ -27,15 +27,13 @@ def venue_levels(packed: bytes, venue: VenueConfig, spec: SymbolSpec, delta: boo
 
 
 def _venue_sides(bids: bytes, asks: bytes, venue: VenueConfig, spec: SymbolSpec, delta: bool) -> tuple[bytes, bytes]:
-    """(venue_levels(bids, ...), venue_levels(asks, ...)) with one kernel call."""
+    """(venue_levels(bids, ...), venue_levels(asks, ...)) with one kernel call on the packed bytes."""
     if len(bids) % 16 or len(asks) % 16:
         events.unpack_levels(bids)  # raises the FrameError of a torn (price, qty) pair
         events.unpack_levels(asks)
-    fb = np.frombuffer(bids, events.LEVEL_DTYPE)
-    fa = np.frombuffer(asks, events.LEVEL_DTYPE)
-    out = np.empty(len(fb) + len(fa), np.int64)
-    mb, ma = venue_sides_into(fb, fa, out, venue.price_offset_ticks * spec.tick, venue.size_pct, spec.step, delta)
-    nb = len(fb)
+    nb = len(bids) >> 3
+    out = np.empty(nb + (len(asks) >> 3), np.int64)
+    mb, ma = venue_sides_packed(bids, asks, out, venue.price_offset_ticks * spec.tick, venue.size_pct, spec.step, delta)
     return (out[:mb].tobytes() if bids else bids), (out[nb : nb + ma].tobytes() if asks else asks)
 
 

@@ -38,7 +38,7 @@ from common.units import SymbolTable
 from common.venues import venue_market
 from services.execution.livevenue import LiveVenue
 from services.execution.orders import OrderBook
-from services.execution.simexchange import SimExchange
+from services.execution.simexchange import SimExchange, advance_all
 
 MS = 1_000_000
 MARKET = (events.BookSnapshot, events.BookDelta, events.Trade)
@@ -88,10 +88,7 @@ class ExecutionCore:
             self.live.clock_ns = now
         reports: list[tuple[events._Body, int]] = []
         if type(b) not in _ACTIVE and (self.live is None or ev.source != self.live.name):
-            for sim in self.venues.values():
-                due = sim.advance(now)
-                if due:
-                    reports += due
+            reports = advance_all(self.venues.values(), now)
             return self._outputs(ev, reports) if reports else []
         if isinstance(b, MARKET):
             if b.symbol in self.symbols:
@@ -146,8 +143,7 @@ class ExecutionCore:
                     reports += sim.on_cancel(events.ChildCancel(o.child_id, o.venue, o.symbol), now)
             if self.live is not None:
                 self.live.cancel_all(b.symbol)
-        for sim in self.venues.values():
-            reports += sim.advance(now)
+        reports += advance_all(self.venues.values(), now)
         return self._outputs(ev, reports)
 
     def _outputs(self, ev: events.Sequenced, reports: list[tuple[events._Body, int]]) -> list[Output]:

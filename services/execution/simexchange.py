@@ -88,14 +88,15 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from common import events
 from common.accounting import Account, fee
-from common.book import levels_flat
 from common.events import BUY, FOK, GTC, IOC, MAKER, SELL, TAKER
+from common.hotpath.kernels import packed_has_price
 from common.ladder import LadderBook
 from common.units import SymbolTable
 
@@ -140,6 +141,20 @@ class Resting:
 
     def state_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self._FIELDS}
+
+
+def advance_all(sims: Iterable[SimExchange], now_ns: int) -> list[Report]:
+    """`sim.advance(now_ns)` of each venue in turn, reports concatenated in that order.
+
+    A venue with nothing queued only moves its clock, without the call: that is
+    most events for most venues, and the execution core does it on every event."""
+    out: list[Report] = []
+    for sim in sims:
+        if sim._feed or sim._inflight:
+            out += sim.advance(now_ns)
+        elif now_ns > sim.now_ns:
+            sim.now_ns = now_ns
+    return out
 
 
 class SimExchange:
@@ -359,14 +374,10 @@ class SimExchange:
             return
         book = self._book(body.symbol)  # type: ignore[attr-defined]
         resting = self._resting
-        touched: tuple[set[int], set[int]] | None = None  # (bid prices, ask prices) a delta named
-        bad = book.apply_packed(body.bids, body.asks, isinstance(body, events.BookSnapshot))
+        snapshot = isinstance(body, events.BookSnapshot)
+        bad = book.apply_packed(body.bids, body.asks, snapshot)
         if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
             self.counters["book_rows_rejected"] = self.counters.get("book_rows_rejected", 0) + bad
-        if not isinstance(body, events.BookSnapshot):
-            # The levels this delta touched matter only to resting orders of the queue model.
-            if resting and self.fill_model != TOUCH:
-                touched = (set(levels_flat(body.bids)[::2]), set(levels_flat(body.asks)[::2]))
         if self.fill_model == TOUCH:
             self._fill_on_touch(book, body.symbol, t, out)  # type: ignore[attr-defined]
             return
@@ -377,7 +388,8 @@ class SimExchange:
             if r.symbol != symbol:
                 continue
             buy = r.side == BUY
-            if touched is not None and r.price not in touched[0 if buy else 1]:
+            # A delta moves only the levels it names (a snapshot may move any).
+            if not snapshot and not packed_has_price(body.bids if buy else body.asks, r.price):  # type: ignore[attr-defined]
                 continue
             level = book.qty(buy, r.price)
             if level < r.queue_ahead:

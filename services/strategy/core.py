@@ -120,10 +120,9 @@ class StrategyCore:
                 sb.lv = new_levels(max(rows, 2 * len(sb.lv)))
             # One kernel call: the rows are built from the packed levels inside it, then
             # on_book_snapshot / on_book_delta's own body runs.
-            act = kernels.on_book_levels(
-                sb.state, sb.book, sb.params, sb.lv, np.frombuffer(bids, events.LEVEL_DTYPE),
-                np.frombuffer(asks, events.LEVEL_DTYPE), ev.event_ns, t is events.BookSnapshot,
-            )  # fmt: skip
+            act = kernels.on_book_packed(
+                sb.state, sb.book, sb.params, sb.lv, bids, asks, ev.event_ns, t is events.BookSnapshot
+            )
             return self._act(ev, b.symbol, sb, act)  # type: ignore[union-attr]
         if isinstance(b, events.Trade):
             sb = self.books.get(b.symbol)

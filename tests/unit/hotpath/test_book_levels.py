@@ -1,5 +1,6 @@
-"""on_book_levels (packed levels in, one call) equals level_rows + on_book_delta / on_book_snapshot,
-compiled and as the pure-Python twin, on random books."""
+"""on_book_packed (an event's packed bytes in, one call) equals level_rows + on_book_delta /
+on_book_snapshot, compiled and as the pure-Python twin, on random books; the byte reader under it
+reads every int64 (negative ones too) as numpy does."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 @SETTINGS
 @given(params_st, st.integers(0, 2**32), st.sampled_from([4, 64]))
-def test_on_book_levels_equals_rows_path(kw, seed, cap):
+def test_on_book_packed_equals_rows_path(kw, seed, cap):
     p = default_params(**kw)
     ev, lv = gen_stream(seed, 80, kw["tick"])
     twin = pure()
@@ -39,9 +40,8 @@ def test_on_book_levels_equals_rows_path(kw, seed, cap):
             r1 = (K.on_book_snapshot if snap else K.on_book_delta)(s1, b1, p, old_rows, 0, m, ts)
             if len(scratch) < m:
                 scratch = new_levels(m)
-            fb, fa = np.frombuffer(bids, events.LEVEL_DTYPE), np.frombuffer(asks, events.LEVEL_DTYPE)
-            r2 = K.on_book_levels(s2, b2, p, scratch, fb, fa, ts, snap)
-            r3 = call_strict(twin.on_book_levels, s3, b3, p, new_levels(max(m, 1)), fb, fa, ts, snap)
+            r2 = K.on_book_packed(s2, b2, p, scratch, bids, asks, ts, snap)
+            r3 = call_strict(twin.on_book_packed, s3, b3, p, new_levels(max(m, 1)), bids, asks, ts, snap)
             assert r1 == r2 == r3
         elif k == D.EVK_TRADE:
             for s, b in ((s1, b1), (s2, b2), (s3, b3)):
@@ -53,3 +53,30 @@ def test_on_book_levels_equals_rows_path(kw, seed, cap):
         np.testing.assert_array_equal(b1, b2)
         np.testing.assert_array_equal(s1, s3)
         np.testing.assert_array_equal(b1, b3)
+
+
+@SETTINGS
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=24),
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=24),
+    st.integers(0, 15),
+)
+def test_packed_rows_read_every_int64_as_numpy_does(bid_ints, ask_ints, tail):
+    """Whole (price, qty) pairs become rows, bids first; a torn tail is not read; any int64
+    (the sign byte included) reads back as numpy reads it; compiled == twin."""
+    bids = np.array(bid_ints[: len(bid_ints) // 2 * 2], np.int64).tobytes() + b"\x01" * tail
+    asks = np.array(ask_ints[: len(ask_ints) // 2 * 2], np.int64).tobytes()
+    want_b = np.frombuffer(bids[: len(bids) // 16 * 16], np.int64).reshape(-1, 2)
+    want_a = np.frombuffer(asks, np.int64).reshape(-1, 2)
+    want = np.concatenate([
+        np.column_stack([np.full(len(want_b), D.SIDE_BID), want_b]).reshape(-1, 3),
+        np.column_stack([np.full(len(want_a), D.SIDE_ASK), want_a]).reshape(-1, 3),
+    ]).astype(np.int64).reshape(-1, 3)  # fmt: skip
+    for fill in (K.fill_packed_rows, pure().fill_packed_rows):
+        lv = new_levels(len(want) + 1)
+        n = fill(lv, bids, asks)
+        assert n == len(want)
+        np.testing.assert_array_equal(lv[:n], want)
+    for px in [*want_b[:, 0].tolist(), 0, -1, 2**62]:
+        expect = int(px in want_b[:, 0].tolist())
+        assert K.packed_has_price(bids, px) == pure().packed_has_price(bids, px) == expect

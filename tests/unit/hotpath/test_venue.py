@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import events
-from common.hotpath.venue import venue_levels_into, venue_sides_into
+from common.hotpath.venue import venue_levels_into, venue_sides_packed
 from common.router_config import VenueConfig
 from common.units import BUILTIN, SymbolSpec
 from common.venues import venue_levels, venue_market
@@ -81,7 +81,8 @@ def test_both_sides_in_one_call_equal_one_side_at_a_time(bids, asks, offset, siz
     body = events.BookDelta("BTCUSDT", 1, 2, pb, pa) if delta else events.BookSnapshot("BTCUSDT", 1, pb, pa)
     vb = venue_market(body, venue, spec)
     assert (vb.bids, vb.asks) == want
-    fb, fa = np.frombuffer(pb, dtype=np.int64), np.frombuffer(pa, dtype=np.int64)
-    out = np.zeros(len(fb) + len(fa), dtype=np.int64)
-    mb, ma = venue_sides_into.py_func(fb, fa, out, offset * spec.tick, size_pct, spec.step, delta)
-    assert (out[:mb].tobytes(), out[len(fb) : len(fb) + ma].tobytes()) == want
+    nb = len(pb) // 8
+    for fn in (venue_sides_packed, venue_sides_packed.py_func):  # compiled == twin
+        out = np.zeros(nb + len(pa) // 8, dtype=np.int64)
+        mb, ma = fn(pb, pa, out, offset * spec.tick, size_pct, spec.step, delta)
+        assert (out[:mb].tobytes(), out[nb : nb + ma].tobytes()) == want
