@@ -11,7 +11,9 @@
 2. Ours, real: both BTCUSDT captures (2024-08-08 then -09) as one session:
    once with the raw JSON parsed by the feed's Normalizer inside the clock,
    once normalized beforehand (the engine alone, as hftbacktest's timing
-   excludes its own data conversion).
+   excludes its own data conversion), and once normalized beforehand with
+   the bookTicker lines left out: exactly the events hftbacktest is given,
+   the like-for-like comparison.
 3. The peer, hftbacktest (pip package `hftbacktest`, benchmark-only): the same
    capture, normalized by our feed's Normalizer (so both see exactly the same
    book and trades), converted to hftbacktest's event rows (depth levels and
@@ -70,6 +72,8 @@ def ours(kind: str, arg: object) -> dict[str, object]:
         inp = CaptureInput([str(p) for p in arg], BUILTIN, cfg.feed)  # type: ignore[attr-defined]
         if kind == "capture_preloaded":  # parse the JSON first, outside the clock (as hftbacktest's data is)
             inp = _Preloaded(inp)
+        elif kind == "capture_same_events":  # ... and only the events hftbacktest is given (no bookTicker)
+            inp = _Preloaded(inp, drop_bbo=True)
     from services.backtest.engine import warm_up
 
     warm_up()
@@ -86,10 +90,13 @@ def ours(kind: str, arg: object) -> dict[str, object]:
 class _Preloaded:
     """An input whose items were normalized before the run (the engine alone is timed)."""
 
-    def __init__(self, inp: Any) -> None:
+    def __init__(self, inp: Any, drop_bbo: bool = False) -> None:
+        from common.events import BestBidOffer
+
         self.inp = inp
-        self.items_ = list(inp.items())
+        self.items_ = [it for it in inp.items() if not (drop_bbo and isinstance(it[1], BestBidOffer))]
         self.total = len(self.items_)
+        self.drop_bbo = drop_bbo
 
     def items(self) -> Any:
         return iter(self.items_)
@@ -98,7 +105,8 @@ class _Preloaded:
         return self.inp.accounting()
 
     def describe(self) -> str:
-        return self.inp.describe() + " (normalized before the clock starts)"
+        left_out = ", bookTicker lines left out" if self.drop_bbo else ""
+        return self.inp.describe() + f" (normalized before the clock starts{left_out})"
 
 
 # ---------------------------------------------------------------- hftbacktest
@@ -277,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         results["ours_capture_preloaded"] = pre
         print(f"  ours, normalized beforehand: {pre['events']:,} events in {pre['wall_s']} s = "
               f"{pre['events_per_s']:,} events/s ({pre['events_per_cpu_s']:,} events per CPU-s)", flush=True)
+        same = ours("capture_same_events", CAPTURE)
+        results["ours_capture_same_events"] = same
+        print(f"  ours, the events hftbacktest is given (bookTicker lines left out): {same['events']:,} events "
+              f"in {same['wall_s']} s = {same['events_per_s']:,} events/s ({same['events_per_cpu_s']:,} events "
+              f"per CPU-s)", flush=True)  # fmt: skip
         if args.skip_peer:
             results["hftbacktest"] = {"ran": False, "why": "--skip-peer"}
         else:

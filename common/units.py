@@ -145,14 +145,23 @@ class SymbolTable:
     def add(self, spec: SymbolSpec) -> None:
         self._specs[spec.symbol.upper()] = spec
 
+    # Symbols are stored upper-case; the stream's names already are, so each lookup tries
+    # the name as given first and upper-cases only on a miss (a per-event saving).
     def __getitem__(self, symbol: str) -> SymbolSpec:
-        try:
-            return self._specs[symbol.upper()]
-        except KeyError:
-            raise KeyError(f"unknown symbol {symbol!r}; known: {sorted(self._specs)[:10]}") from None
+        spec = self.get(symbol)
+        if spec is None:
+            raise KeyError(f"unknown symbol {symbol!r}; known: {sorted(self._specs)[:10]}")
+        return spec
 
     def __contains__(self, symbol: object) -> bool:
-        return isinstance(symbol, str) and symbol.upper() in self._specs
+        return self.get(symbol) is not None
+
+    def get(self, symbol: object) -> SymbolSpec | None:
+        """The symbol's spec, or None if unknown (or not a string)."""
+        if not isinstance(symbol, str):
+            return None
+        spec = self._specs.get(symbol)
+        return spec if spec is not None else self._specs.get(symbol.upper())
 
     def __len__(self) -> int:
         return len(self._specs)

@@ -91,8 +91,8 @@ class ExecutionCore:
             reports = advance_all(self.venues.values(), now)
             return self._outputs(ev, reports) if reports else []
         if isinstance(b, MARKET):
-            if b.symbol in self.symbols:
-                spec = self.symbols[b.symbol]
+            spec = self.symbols.get(b.symbol)
+            if spec is not None:
                 for name, sim in self.venues.items():
                     vb = venue_market(b, self.venue_cfg[name], spec)
                     if vb is not None:

@@ -396,6 +396,8 @@ class SimExchange:
                 r.queue_ahead = level
 
     def _on_trade(self, tr: events.Trade, t: int, out: list[Report]) -> None:
+        if not self._resting:
+            return
         # buyer_maker: the aggressor sold, so resting bids at or above the print trade.
         if tr.buyer_maker:
             eligible = [
@@ -579,7 +581,8 @@ class SimExchange:
         return b
 
     def _tick(self, symbol: str) -> int:
-        return self.symbols[symbol].tick if symbol in self.symbols else 1
+        spec = self.symbols.get(symbol)
+        return spec.tick if spec is not None else 1
 
     def _no(self) -> int:
         self._next_no += 1

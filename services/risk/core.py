@@ -209,7 +209,7 @@ class RiskCore:
         self.counters[key] = self.counters.get(key, 0) + n
 
     def _spec(self, symbol: str) -> SymbolSpec | None:
-        return self.symbols[symbol] if symbol in self.symbols else None
+        return self.symbols.get(symbol)
 
     def _to_money(self, x: int, symbol: str) -> int:
         spec = self._spec(symbol)
@@ -322,7 +322,8 @@ class RiskCore:
             self._count("deadman_recovered")
 
     def _tick(self, symbol: str) -> int:
-        return self.symbols[symbol].tick if symbol in self.symbols else 1
+        spec = self.symbols.get(symbol)
+        return spec.tick if spec is not None else 1
 
     def _on_book(self, ev: E.Sequenced, b: E.BookSnapshot | E.BookDelta, snapshot: bool) -> None:
         book = self.books.get(b.symbol)
