@@ -5,7 +5,9 @@
 
 1. Ours, synthetic: N events of the feed's synthetic market (default 1,000,000)
    through `services.backtest` (every core of the mesh + the in-process
-   sequencer, queue fill model, mesh.toml). A 20,000-event pilot estimates
+   sequencer, queue fill model, mesh.toml), once with the generator running
+   inside the clock (what `--synthetic N` costs a user) and once generated
+   beforehand (the engine alone). A 20,000-event pilot estimates
    the rate first; if N would take longer than --budget-s, N is cut to what
    fits, and the count used is printed and recorded.
 2. Ours, real: both BTCUSDT captures (2024-08-08 then -09) as one session:
@@ -66,8 +68,10 @@ def ours(kind: str, arg: object) -> dict[str, object]:
     from services.backtest.run import run_backtest
 
     cfg = config.load(ROOT / "mesh.toml")
-    if kind == "synthetic":
-        inp = SyntheticInput(int(arg), cfg.feed.seed, BUILTIN, cfg.feed)
+    if kind in ("synthetic", "synthetic_preloaded"):
+        inp = SyntheticInput(int(arg), cfg.feed.seed, BUILTIN, cfg.feed)  # type: ignore[call-overload]
+        if kind == "synthetic_preloaded":  # generated first, outside the clock: the engine alone
+            inp = _Preloaded(inp)
     else:
         inp = CaptureInput([str(p) for p in arg], BUILTIN, cfg.feed)  # type: ignore[attr-defined]
         if kind == "capture_preloaded":  # parse the JSON first, outside the clock (as hftbacktest's data is)
@@ -270,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     syn["requested"] = args.events
     results["ours_synthetic"] = syn
     print(f"  ours: {syn['events']:,} events in {syn['wall_s']} s = {syn['events_per_s']:,} events/s "
-          f"({syn['sequenced_per_s']:,} sequenced/s; {syn['events_per_cpu_s']:,} events per CPU-s)",
-          flush=True)  # fmt: skip
+          f"({syn['sequenced_per_s']:,} sequenced/s; {syn['events_per_cpu_s']:,} events per CPU-s; "
+          f"the generator runs inside the clock)", flush=True)  # fmt: skip
+    pre_syn = ours("synthetic_preloaded", n)
+    results["ours_synthetic_preloaded"] = pre_syn
+    print(f"  ours, generated beforehand: {pre_syn['events']:,} events in {pre_syn['wall_s']} s = "
+          f"{pre_syn['events_per_s']:,} events/s ({pre_syn['events_per_cpu_s']:,} events per CPU-s)", flush=True)
 
     if all(c.exists() for c in CAPTURE):
         cap = ours("capture", CAPTURE)
