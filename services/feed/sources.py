@@ -48,20 +48,31 @@ class SyntheticSource(Source):
 
     def items(self) -> Iterator[Item]:
         c = self._counters
-        if len(self.markets) == 1:
-            streams = [self.markets[0].items()]
-        else:
-            streams = [m.items() for m in self.markets]
-        heads: list[Item | None] = [next(s) for s in streams]
+        accepted, events = c.accepted, c.events
+        if len(self.markets) == 1:  # nothing to merge (the per-event cost is the backtester's input rate)
+            for item in self.markets[0].items():
+                c.lines += 1
+                name = type(item[1]).__name__
+                accepted[name] += 1
+                events[name] += 1
+                yield item
+            return
+        streams = [m.items() for m in self.markets]
+        heads: list[Item] = [next(s) for s in streams]
+        n = len(heads)
         while True:
             # Merge the symbols' sessions by event time (ties: symbol order): deterministic.
-            i = min(range(len(heads)), key=lambda k: heads[k][0])  # type: ignore[index]
+            i = 0
+            t = heads[0][0]
+            for k in range(1, n):
+                if heads[k][0] < t:
+                    i, t = k, heads[k][0]
             item = heads[i]
-            assert item is not None
             heads[i] = next(streams[i])
             c.lines += 1
-            c.accepted[type(item[1]).__name__] += 1
-            c.events[type(item[1]).__name__] += 1
+            name = type(item[1]).__name__
+            accepted[name] += 1
+            events[name] += 1
             yield item
 
     def counters(self) -> Counters:
