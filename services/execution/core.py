@@ -144,7 +144,7 @@ class ExecutionCore:
             if self.live is not None:
                 self.live.cancel_all(b.symbol)
         reports += advance_all(self.venues.values(), now)
-        return self._outputs(ev, reports)
+        return self._outputs(ev, reports) if reports else []
 
     def _outputs(self, ev: events.Sequenced, reports: list[tuple[events._Body, int]]) -> list[Output]:
         out = []
