@@ -67,7 +67,7 @@ class Stats:
 
     symbols: SymbolTable
     money_scale: int = 10
-    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_type: dict[type, int] = field(default_factory=dict)  # events seen per body type (see `counts`)
     risk_rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     venue_rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     cancel_all: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -86,10 +86,16 @@ class Stats:
         d = self.money_scale - self.symbols[symbol].notional_scale()
         return native * 10**d if d >= 0 else native // 10 ** (-d)
 
+    @property
+    def counts(self) -> collections.Counter[str]:
+        """Events seen by body type name (counted by type object: this runs on every event)."""
+        return collections.Counter({t.__name__: n for t, n in self.by_type.items()})
+
     def __call__(self, ev: E.Sequenced) -> None:
         b = ev.body
         t = type(b)
-        self.counts[t.__name__] += 1
+        by_type = self.by_type
+        by_type[t] = by_type.get(t, 0) + 1
         self.last_ns = ev.recv_ns
         if t is E.OrderFill:
             self._fill(ev, b)  # type: ignore[arg-type]
