@@ -124,6 +124,8 @@ class SyntheticMarket:
 
     def _refill(self, cb: dict[int, int], ca: dict[int, int]) -> None:
         """Keep exactly `levels` levels a side: trim the far end, extend it with fresh queues."""
+        if len(self.bids) == self.levels and len(self.asks) == self.levels:
+            return  # most events: nothing to trim or extend on either side
         for side, changed, sign in ((self.bids, cb, -1), (self.asks, ca, 1)):
             # Most events leave a side at `levels`: then there is nothing to do (and nothing to sort).
             if len(side) > self.levels:
@@ -168,18 +170,19 @@ class SyntheticMarket:
 
     def step(self) -> list[Item]:
         """One market event: a trade (and the queue it consumed) or a book change."""
-        if self._chance(_REGIME_SWITCH_PPM):
-            self.regime = (self.regime + 1 + self._below(2)) % 3
+        below = self._below
+        if below(1_000_000) < _REGIME_SWITCH_PPM:  # _chance, inlined: several draws per event
+            self.regime = (self.regime + 1 + below(2)) % 3
             self.regime_changes += 1
         mean_ns, trade_ppm, move_ppm, max_jump, _ = _REGIMES[self.regime]
         if self.burst_left:
             trade_ppm = _BURST_TRADE_SHARE
         self.now_ns += self._exp_ns(mean_ns)
-        if self._chance(trade_ppm):
+        if below(1_000_000) < trade_ppm:
             return self._trade()
         cb: dict[int, int] = {}
         ca: dict[int, int] = {}
-        if self._chance(move_ppm):
+        if below(1_000_000) < move_ppm:
             self._move(max_jump, cb, ca)
         else:
             self._requote(cb, ca)
