@@ -1,0 +1,114 @@
+"""Read an input ahead in a child process, so parsing overlaps the engine on a second core.
+
+The engine is one Python thread; what feeds it (the capture's JSON through the
+feed's Normalizer, or the synthetic generator) is Python too and, run inline,
+costs as much time per event as a core does. `Prefetched(inner)` runs
+`inner.items()` in a forked child and hands the items over a pipe in msgpack
+batches (one msgspec call packs a batch, one unpacks it), so the two overlap.
+
+Nothing about the run changes: the items are the same objects, decoded from
+their own encoding, in the same order (one producer, one FIFO pipe), and the
+child's input accounting (lines read, accepted, dropped, rejected) is sent back
+when it is done. An exception in the child is re-raised in the parent. If the
+parent stops early, closing the pipe ends the child (its next send fails) and
+it is then terminated and reaped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from common import events
+from services.backtest.inputs import Input
+from services.feed.binance import Item
+
+BATCH = 1024  # items per pipe message: large enough to amortize a message, small enough to start at once
+_ITEMS, _DONE, _ERROR = b"I", b"D", b"E"
+_enc = msgspec.msgpack.Encoder()
+_batch_dec = msgspec.msgpack.Decoder(list[tuple[int, events.Body]])
+
+
+def available() -> bool:
+    """Prefetching needs fork (the child inherits the input as built, nothing is pickled)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _produce(inner: Input, conn: Any, batch: int) -> None:
+    buf: list[Item] = []
+    try:
+        for item in inner.items():
+            buf.append(item)
+            if len(buf) >= batch:
+                conn.send_bytes(_ITEMS + _enc.encode(buf))
+                buf.clear()
+        if buf:
+            conn.send_bytes(_ITEMS + _enc.encode(buf))
+        conn.send_bytes(_DONE + pickle.dumps(inner.accounting()))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent stopped reading: nothing to report to
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
+            payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        try:
+            if buf:  # what was read before the failure, then the failure: as inline
+                conn.send_bytes(_ITEMS + _enc.encode(buf))
+            conn.send_bytes(_ERROR + payload)
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+class Prefetched(Input):
+    """`inner`'s items, produced in a forked child process (see the module docstring)."""
+
+    def __init__(self, inner: Input, batch: int = BATCH) -> None:
+        if not available():
+            raise RuntimeError("prefetching needs the 'fork' start method")
+        self.inner = inner
+        self.name = inner.name
+        self.total = inner.total
+        self.batch = batch
+        self._accounting: dict[str, Any] | None = None
+
+    def items(self) -> Iterator[Item]:
+        ctx = multiprocessing.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_produce, args=(self.inner, send, self.batch), name="backtest-input", daemon=True)
+        proc.start()
+        send.close()  # the child holds the only writer: its exit is our EOF
+        try:
+            while True:
+                try:
+                    msg = recv.recv_bytes()
+                except EOFError:
+                    raise RuntimeError(f"the input process ended without finishing (exit {proc.exitcode})") from None
+                kind, payload = msg[:1], memoryview(msg)[1:]
+                if kind == _ITEMS:
+                    yield from _batch_dec.decode(payload)
+                elif kind == _DONE:
+                    self._accounting = pickle.loads(payload)
+                    return
+                else:
+                    raise pickle.loads(payload)
+        finally:
+            recv.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+    def accounting(self) -> dict[str, Any]:
+        if self._accounting is None:
+            raise RuntimeError("the input's accounting arrives when all its items have been read")
+        return self._accounting
+
+    def describe(self) -> str:
+        return self.inner.describe() + " (read ahead in a child process)"
