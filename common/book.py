@@ -27,9 +27,8 @@ _LITTLE = sys.byteorder == "little"  # the wire's int64 are little-endian; memor
 
 
 # The last few levels_flat results by the identity of their buffer: the same BookDelta
-# reaches several readers in one process (the simulated venues that see the feed's book
-# unchanged, each asking which prices it touched; a PriceBook), and its bytes are
-# immutable, so the answer is the same.
+# can reach several readers in one process (PriceBooks of the same feed), and its bytes
+# are immutable, so the answer is the same.
 _recent: dict[int, tuple[bytes, list[int]]] = {}
 
 

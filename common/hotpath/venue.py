@@ -1,10 +1,12 @@
 """Simulated-venue hot path: deriving a venue's book levels from the feed's.
 
 Contract (as common.hotpath.kernels): every function is ``@kernel``
-(``njit(cache=True, _nrt=False)``),
-takes only numpy int64 arrays and integers, returns an integer, allocates
-nothing (the caller passes the output array), reads no clock, does no I/O,
-and is valid plain Python (``kernel.py_func``) with the same result. Called
+(``njit(cache=True, _nrt=False)``), takes only numpy int64 arrays, integers
+and (the packed entry point) a book event's own ``bytes``, returns integers,
+allocates nothing (the caller passes the output array), reads no clock, does
+no I/O, and is valid plain Python with the same result (``kernel.py_func``
+calls the compiled helpers; tests/unit/hotpath/_twin.py loads a twin that is
+Python all the way down). Called
 by ``common.venues`` for router and execution alike, so the live services
 and the backtester derive venue books with this one kernel.
 

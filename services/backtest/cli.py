@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ahead = p.add_mutually_exclusive_group()
     ahead.add_argument("--prefetch", dest="prefetch", action="store_const", const=True,
                        help="read the input in a child process, overlapping the engine (default with 2+ CPUs; "
-                       "the same events, the same report)")  # fmt: skip
+                       "the same events, the same report; not with --sweep)")  # fmt: skip
     ahead.add_argument("--no-prefetch", dest="prefetch", action="store_const", const=False,
                        help="read the input in the engine's own process")  # fmt: skip
     bar = p.add_mutually_exclusive_group()
@@ -138,7 +138,10 @@ def seed_comparison(rep: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sweep and args.prefetch:
+        parser.error("--prefetch does not apply to --sweep (its process pool already uses every CPU)")
     try:
         cfg = config_mod.load(args.config)
         if args.set:
@@ -157,11 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             return _sweep(args, cfg, spec)
         inp = make_input(spec, cfg)
-        if args.prefetch or (args.prefetch is None and prefetch.available() and (os.cpu_count() or 1) >= 2):
-            inp = prefetch.Prefetched(inp)
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"backtest: input: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    if args.prefetch or (args.prefetch is None and prefetch.available() and (os.cpu_count() or 1) >= 2):
+        if not prefetch.available():
+            print("backtest: --prefetch needs the 'fork' start method, which this platform lacks", file=sys.stderr)
+            return EXIT_USAGE
+        inp = prefetch.Prefetched(inp)
     res = run_backtest(cfg, inp, args.fill_model, label=args.label, progress=args.progress)
     rep = res.report
     if args.equity_csv:

@@ -9,9 +9,10 @@ batches (one msgspec call packs a batch, one unpacks it), so the two overlap.
 Nothing about the run changes: the items are the same objects, decoded from
 their own encoding, in the same order (one producer, one FIFO pipe), and the
 child's input accounting (lines read, accepted, dropped, rejected) is sent back
-when it is done. An exception in the child is re-raised in the parent. If the
-parent stops early, closing the pipe ends the child (its next send fails) and
-it is then terminated and reaped.
+when it is done. An exception in the child is re-raised in the parent after
+the items read before it. The parent holds the pipe's only read end: if it
+stops early or dies, the child's next send fails and the child ends (a child
+still alive 5 s after an early stop is terminated).
 """
 
 from __future__ import annotations
@@ -38,32 +39,49 @@ def available() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _produce(inner: Input, conn: Any, batch: int) -> None:
+def _produce(inner: Input, recv: Any, conn: Any, batch: int) -> None:
+    # The fork copied the pipe's read end too: closing it here makes the parent's the only
+    # one, so when the parent stops reading (or dies) our next send fails and we end.
+    recv.close()
     buf: list[Item] = []
+    sending = False  # inside a send: a failure there leaves nothing safe to send after it
     try:
         for item in inner.items():
             buf.append(item)
             if len(buf) >= batch:
+                sending = True
                 conn.send_bytes(_ITEMS + _enc.encode(buf))
+                sending = False
                 buf.clear()
+        sending = True
         if buf:
             conn.send_bytes(_ITEMS + _enc.encode(buf))
+        buf.clear()
         conn.send_bytes(_DONE + pickle.dumps(inner.accounting()))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped reading: nothing to report to
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-        try:
-            payload = pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
-            payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
-        try:
-            if buf:  # what was read before the failure, then the failure: as inline
-                conn.send_bytes(_ITEMS + _enc.encode(buf))
-            conn.send_bytes(_ERROR + payload)
-        except OSError:
-            pass
+        if not sending:
+            try:
+                if buf:  # what was read before the failure, then the failure: as inline
+                    conn.send_bytes(_ITEMS + _enc.encode(buf))
+                conn.send_bytes(_ERROR + _pickled(exc))
+            except Exception:  # noqa: BLE001 - the parent then reports an unfinished input
+                pass
     finally:
         conn.close()
+
+
+def _pickled(exc: BaseException) -> bytes:
+    """The exception as the parent will raise it: itself if it survives a pickle round trip
+    (many don't: their __init__ wants other arguments than .args), else a RuntimeError
+    naming it."""
+    try:
+        payload = pickle.dumps(exc)
+        pickle.loads(payload)
+        return payload
+    except Exception:  # noqa: BLE001
+        return pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
 class Prefetched(Input):
@@ -77,11 +95,15 @@ class Prefetched(Input):
         self.total = inner.total
         self.batch = batch
         self._accounting: dict[str, Any] | None = None
+        self.process: Any = None  # the last run's child (multiprocessing.Process), for diagnostics
 
     def items(self) -> Iterator[Item]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_produce, args=(self.inner, send, self.batch), name="backtest-input", daemon=True)
+        proc = ctx.Process(
+            target=_produce, args=(self.inner, recv, send, self.batch), name="backtest-input", daemon=True
+        )
+        self.process = proc
         proc.start()
         send.close()  # the child holds the only writer: its exit is our EOF
         try:
@@ -89,6 +111,7 @@ class Prefetched(Input):
                 try:
                     msg = recv.recv_bytes()
                 except EOFError:
+                    proc.join(timeout=5)
                     raise RuntimeError(f"the input process ended without finishing (exit {proc.exitcode})") from None
                 kind, payload = msg[:1], memoryview(msg)[1:]
                 if kind == _ITEMS:

@@ -50,13 +50,17 @@ class SyntheticSource(Source):
         c = self._counters
         accepted, events = c.accepted, c.events
         if len(self.markets) == 1:  # nothing to merge (the per-event cost is the backtester's input rate)
-            for item in self.markets[0].items():
+            # One item ahead, as the merge below holds a head per market: the markets' own
+            # counts (regime changes, bursts) then read the same whatever the symbol count.
+            stream = self.markets[0].items()
+            head = next(stream)
+            while True:
+                item, head = head, next(stream)
                 c.lines += 1
                 name = type(item[1]).__name__
                 accepted[name] += 1
                 events[name] += 1
                 yield item
-            return
         streams = [m.items() for m in self.markets]
         heads: list[Item] = [next(s) for s in streams]
         n = len(heads)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from common import config
+from common.events import FrameError
 from common.units import BUILTIN
 from services.backtest import cli, report
 from services.backtest.inputs import Input, SeedInput, SyntheticInput
@@ -108,5 +109,23 @@ def test_stopping_early_ends_the_child() -> None:
     assert len(first) == 40
     it.close()  # what a consumer that stops (an exception in the engine) does to the generator
     assert not multiprocessing.active_children()
+    assert ahead.process.exitcode == 0  # it ended by itself when its pipe closed, not by terminate()
     with pytest.raises(RuntimeError, match="accounting arrives"):
         ahead.accounting()
+
+
+class _BreaksOddly(Input):
+    name = "breaks-oddly"
+
+    def items(self) -> Iterator[Any]:
+        yield from synthetic(5).items()
+        raise FrameError("torn frame", b"\x01")  # its __init__ wants two arguments: no pickle round trip
+
+    def accounting(self) -> dict[str, Any]:
+        return {}
+
+
+def test_an_exception_that_does_not_unpickle_still_arrives_by_name() -> None:
+    with pytest.raises(RuntimeError, match="FrameError: .*torn frame"):
+        list(Prefetched(_BreaksOddly(), batch=2).items())
+    assert not multiprocessing.active_children()

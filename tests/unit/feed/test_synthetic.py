@@ -134,3 +134,24 @@ def test_informed_bursts_are_visible_in_the_trades(run):
     lo, hi = best
     move = trades[hi].price - trades[lo].price
     assert (move < 0) if trades[lo].buyer_maker else (move > 0)
+
+
+@pytest.mark.parametrize("symbols", [["BTCUSDT"], ["BTCUSDT", "ETHUSDT"]])
+def test_source_counts_read_one_item_ahead_whatever_the_symbol_count(symbols):
+    """The source holds the next item of every market before it yields one, so after n items
+    each market has made exactly the steps of its own first items up to one past its share."""
+    import dataclasses
+
+    from common import config
+    from services.feed.sources import SyntheticSource
+
+    feed = dataclasses.replace(config.from_dict({}).feed, symbols=symbols, seed=11)
+    src = SyntheticSource(feed, BUILTIN)
+    got = list(itertools.islice(src.items(), 2233))
+    for i, sym in enumerate(symbols):
+        own = [body for _, body in got if body.symbol == sym]
+        twin = SyntheticMarket(feed.seed + i, sym, feed.levels, BUILTIN[sym])
+        mine = list(itertools.islice(twin.items(), len(own) + 1))  # + the head held back
+        assert [encode(b) for _, b in mine[: len(own)]] == [encode(b) for b in own]
+        m = src.markets[i]  # now_ns moves on every step: any step more or less shows
+        assert (m.now_ns, m.regime_changes, m.bursts) == (twin.now_ns, twin.regime_changes, twin.bursts)

@@ -9,6 +9,7 @@ is what a replay without numba would run.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import warnings
 from types import ModuleType
 
@@ -39,6 +40,29 @@ def pure() -> ModuleType:
             numba.njit = saved
         _PURE = mod
     return _PURE
+
+
+_PURE_VENUE: ModuleType | None = None
+
+
+def pure_venue() -> ModuleType:
+    """common/hotpath/venue.py as plain Python: loaded with the pure kernels module standing
+    in for common.hotpath.kernels, so its `kernel` decorator and `_le_i64` are the twins."""
+    global _PURE_VENUE
+    if _PURE_VENUE is None:
+        import common.hotpath.venue as venue
+
+        spec = importlib.util.spec_from_file_location("hotpath_pure_venue", venue.__file__)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        saved = sys.modules["common.hotpath.kernels"]
+        sys.modules["common.hotpath.kernels"] = pure()
+        try:
+            spec.loader.exec_module(mod)
+        finally:
+            sys.modules["common.hotpath.kernels"] = saved
+        _PURE_VENUE = mod
+    return _PURE_VENUE
 
 
 def call_strict(fn, *args):

@@ -65,9 +65,9 @@ def test_packed_rows_read_every_int64_as_numpy_does(bid_ints, ask_ints, tail):
     """Whole (price, qty) pairs become rows, bids first; a torn tail is not read; any int64
     (the sign byte included) reads back as numpy reads it; compiled == twin."""
     bids = np.array(bid_ints[: len(bid_ints) // 2 * 2], np.int64).tobytes() + b"\x01" * tail
-    asks = np.array(ask_ints[: len(ask_ints) // 2 * 2], np.int64).tobytes()
+    asks = np.array(ask_ints[: len(ask_ints) // 2 * 2], np.int64).tobytes() + b"\xff" * (15 - tail)
     want_b = np.frombuffer(bids[: len(bids) // 16 * 16], np.int64).reshape(-1, 2)
-    want_a = np.frombuffer(asks, np.int64).reshape(-1, 2)
+    want_a = np.frombuffer(asks[: len(asks) // 16 * 16], np.int64).reshape(-1, 2)
     want = np.concatenate([
         np.column_stack([np.full(len(want_b), D.SIDE_BID), want_b]).reshape(-1, 3),
         np.column_stack([np.full(len(want_a), D.SIDE_ASK), want_a]).reshape(-1, 3),
@@ -77,6 +77,8 @@ def test_packed_rows_read_every_int64_as_numpy_does(bid_ints, ask_ints, tail):
         n = fill(lv, bids, asks)
         assert n == len(want)
         np.testing.assert_array_equal(lv[:n], want)
-    for px in [*want_b[:, 0].tolist(), 0, -1, 2**62]:
-        expect = int(px in want_b[:, 0].tolist())
-        assert K.packed_has_price(bids, px) == pure().packed_has_price(bids, px) == expect
+    for buf, prices in ((bids, want_b[:, 0].tolist()), (asks, want_a[:, 0].tolist())):
+        qtys = (want_b if buf is bids else want_a)[:, 1].tolist()
+        for px in [*prices, *qtys[:3], 0, -1, 2**62]:  # a qty's value is not a price
+            expect = int(px in prices)
+            assert K.packed_has_price(buf, px) == pure().packed_has_price(buf, px) == expect

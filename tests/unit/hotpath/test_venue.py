@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from common import events
 from common.hotpath.venue import venue_levels_into, venue_sides_packed
+from tests.unit.hotpath._twin import pure_venue
 from common.router_config import VenueConfig
 from common.units import BUILTIN, SymbolSpec
 from common.venues import venue_levels, venue_market
@@ -82,7 +83,7 @@ def test_both_sides_in_one_call_equal_one_side_at_a_time(bids, asks, offset, siz
     vb = venue_market(body, venue, spec)
     assert (vb.bids, vb.asks) == want
     nb = len(pb) // 8
-    for fn in (venue_sides_packed, venue_sides_packed.py_func):  # compiled == twin
+    for fn in (venue_sides_packed, pure_venue().venue_sides_packed):  # compiled == the all-Python twin
         out = np.zeros(nb + len(pa) // 8, dtype=np.int64)
         mb, ma = fn(pb, pa, out, offset * spec.tick, size_pct, spec.step, delta)
         assert (out[:mb].tobytes(), out[nb : nb + ma].tobytes()) == want
