@@ -114,7 +114,9 @@ class _Preloaded:
         from common.events import BestBidOffer
 
         self.inp = inp
-        self.items_ = [it for it in inp.items() if not (drop_bbo and isinstance(it[1], BestBidOffer))]
+        every = list(inp.items())
+        self.inp_total = len(every)
+        self.items_ = [it for it in every if not (drop_bbo and isinstance(it[1], BestBidOffer))]
         self.total = len(self.items_)
         self.drop_bbo = drop_bbo
 
@@ -122,7 +124,12 @@ class _Preloaded:
         return iter(self.items_)
 
     def accounting(self) -> Any:
-        return self.inp.accounting()
+        acc = self.inp.accounting()
+        left_out = self.inp_total - self.total
+        if left_out:  # the bookTicker lines were accepted by the normalizer, then left out here
+            acc["accepted"] = dict(acc["accepted"], BestBidOffer=acc["accepted"].get("BestBidOffer", 0) - left_out)
+            acc["dropped"] = dict(acc["dropped"], left_out_for_the_comparison=left_out)
+        return acc
 
     def describe(self) -> str:
         left_out = ", bookTicker lines left out" if self.drop_bbo else ""
