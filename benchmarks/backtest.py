@@ -85,7 +85,7 @@ def ours(kind: str, arg: object) -> dict[str, object]:
     from services.backtest import prefetch
     from services.backtest.engine import warm_up
 
-    read_ahead = kind in ("synthetic", "capture") and prefetch.available() and (os.cpu_count() or 1) >= 2
+    read_ahead = kind in ("synthetic", "capture") and prefetch.by_default()
     if read_ahead:  # as the CLI does by default: the input is read in a child process
         inp = prefetch.Prefetched(inp)
     warm_up()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"backtest: input: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    if args.prefetch or (args.prefetch is None and prefetch.available() and (os.cpu_count() or 1) >= 2):
+    if prefetch.by_default() if args.prefetch is None else args.prefetch:
         if not prefetch.available():
             print("backtest: --prefetch needs the 'fork' start method, which this platform lacks", file=sys.stderr)
             return EXIT_USAGE

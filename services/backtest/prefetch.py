@@ -18,6 +18,7 @@ still alive 5 s after an early stop is terminated).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,11 @@ _batch_dec = msgspec.msgpack.Decoder(list[tuple[int, events.Body]])
 def available() -> bool:
     """Prefetching needs fork (the child inherits the input as built, nothing is pickled)."""
     return "fork" in multiprocessing.get_all_start_methods()
+
+
+def by_default() -> bool:
+    """The CLI's default: read ahead where it can overlap, i.e. with fork and 2+ CPUs."""
+    return available() and (os.cpu_count() or 1) >= 2
 
 
 def _produce(inner: Input, recv: Any, conn: Any, batch: int) -> None:
