@@ -49,23 +49,12 @@ class SyntheticSource(Source):
     def items(self) -> Iterator[Item]:
         c = self._counters
         accepted, events = c.accepted, c.events
-        if len(self.markets) == 1:  # nothing to merge (the per-event cost is the backtester's input rate)
-            # One item ahead, as the merge below holds a head per market: the markets' own
-            # counts (regime changes, bursts) then read the same whatever the symbol count.
-            stream = self.markets[0].items()
-            head = next(stream)
-            while True:
-                item, head = head, next(stream)
-                c.lines += 1
-                name = type(item[1]).__name__
-                accepted[name] += 1
-                events[name] += 1
-                yield item
         streams = [m.items() for m in self.markets]
         heads: list[Item] = [next(s) for s in streams]
         n = len(heads)
         while True:
-            # Merge the symbols' sessions by event time (ties: symbol order): deterministic.
+            # Merge the symbols' sessions by event time (ties: symbol order): deterministic. A
+            # plain loop, not min() with a key: with one market this is the whole per-item cost.
             i = 0
             t = heads[0][0]
             for k in range(1, n):
