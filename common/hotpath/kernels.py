@@ -427,12 +427,15 @@ def _move_window(book, side, d):
 
 @kernel
 def _row(lv, r, tick):
-    """Row r of a level array as (side, px, qty), qty clamped to QTY_MAX; side -1
-    for a row to reject (unknown side, px <= 0 or > PX_MAX or off the tick grid,
-    qty < 0)."""
-    side = lv[r, LV_SIDE]
-    px = lv[r, LV_PX]
-    qty = lv[r, LV_QTY]
+    """Row r (>= 0) of a level array as (side, px, qty), qty clamped to QTY_MAX;
+    side -1 for a row to reject (unknown side, px <= 0 or > PX_MAX or off the
+    tick grid, qty < 0). The row index is unsigned so numba leaves out its
+    negative-index wraparound test on each of the three reads: that made a
+    depth-20 diff's rows about 15% cheaper."""
+    u = np.uint64(r)
+    side = lv[u, LV_SIDE]
+    px = lv[u, LV_PX]
+    qty = lv[u, LV_QTY]
     if (side != SIDE_BID and side != SIDE_ASK) or px <= 0 or px > PX_MAX or qty < 0:
         return -1, px, qty
     if tick != 1 and px % tick != 0:
@@ -520,6 +523,90 @@ def _place_snapshot(book, lv, start, n):
 
 
 @kernel
+def _delta_rows(book, lv, start, end):
+    """The common rows of a delta, start..end, with the sides' headers in registers:
+    each row one store at its slot (and a block count when a level appears or
+    goes). Stops at the first row that needs book_apply_rows' general loop (a
+    row for an empty side, or outside its side's window), headers written back.
+    Returns (next row, rows rejected, bid best removed, ask best removed).
+
+    Why a second loop: the general one reloads and stores the headers around
+    every row (the row's store into the same array may alias them, so LLVM
+    cannot keep them in registers); this one made a depth-20 diff's rows about
+    a third cheaper."""
+    w = book[BK_SLOTS]
+    tick = book[BK_TICK]
+    key0_b = book[BK_KEY0]
+    key0_a = book[BK_KEY0 + 1]
+    n_b = book[BK_N]
+    n_a = book[BK_N + 1]
+    best_b = book[BK_BEST]
+    best_a = book[BK_BEST + 1]
+    low_b = book[BK_LOW]
+    low_a = book[BK_LOW + 1]
+    cb_b = BK_Q + 2 * w  # each side's first block count
+    cb_a = cb_b + (w >> 6)
+    bad = 0
+    dirty_b = 0
+    dirty_a = 0
+    r = start
+    while r < end:
+        side, px, qty = _row(lv, r, tick)
+        if side < 0:
+            bad += 1
+        elif side == SIDE_BID:
+            d = px - key0_b
+            i = d if tick == 1 else d // tick
+            if n_b == 0 or i < 0 or i >= w:
+                break
+            q = BK_Q + i
+            old = book[q]
+            book[q] = qty
+            if old == 0:
+                if qty > 0:
+                    book[cb_b + (i >> 6)] += 1
+                    n_b += 1
+                    if i > best_b:
+                        best_b = i
+                    if i < low_b:
+                        low_b = i
+            elif qty == 0:
+                book[cb_b + (i >> 6)] -= 1
+                n_b -= 1
+                if i == best_b:
+                    dirty_b = 1
+        else:
+            d = -px - key0_a
+            i = d if tick == 1 else d // tick
+            if n_a == 0 or i < 0 or i >= w:
+                break
+            q = BK_Q + w + i
+            old = book[q]
+            book[q] = qty
+            if old == 0:
+                if qty > 0:
+                    book[cb_a + (i >> 6)] += 1
+                    n_a += 1
+                    if i > best_a:
+                        best_a = i
+                    if i < low_a:
+                        low_a = i
+            elif qty == 0:
+                book[cb_a + (i >> 6)] -= 1
+                n_a -= 1
+                if i == best_a:
+                    dirty_a = 1
+        r += 1
+    book[BK_N] = n_b
+    book[BK_N + 1] = n_a
+    book[BK_BEST] = best_b
+    book[BK_BEST + 1] = best_a
+    book[BK_LOW] = low_b
+    book[BK_LOW + 1] = low_a
+    return r, bad, dirty_b, dirty_a
+
+
+@kernel
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
@@ -547,10 +634,14 @@ def book_apply_rows(book, lv, start, n, snapshot):
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
     top = w - (w >> 2)  # where a new window puts the best level
-    bad = 0
-    dirty_b = 0
-    dirty_a = 0
-    for r in range(start, start + n):
+    if snapshot:
+        r0 = start
+        bad = 0
+        dirty_b = 0
+        dirty_a = 0
+    else:
+        r0, bad, dirty_b, dirty_a = _delta_rows(book, lv, start, start + n)
+    for r in range(r0, start + n):
         side, px, qty = _row(lv, r, tick)
         if side < 0:
             bad += 1
