@@ -229,6 +229,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the numba installed
     _HAS_NRT_OPTION = False
 kernel = njit(cache=True, _nrt=False) if _HAS_NRT_OPTION else njit(cache=True)
+inline_kernel = njit(cache=True, _nrt=False, inline='always') if _HAS_NRT_OPTION else njit(cache=True, inline='always')
 
 # ==========================================================================
 # integer helpers
@@ -462,8 +463,16 @@ def _place_snapshot(book, lv, start, n):
     hi_a = -1
     bad = 0
     cb = BK_Q + 2 * w  # the bid side's first block count
+    cb_a = cb + (w >> 6)
     m_b = 0
     m_a = 0
+    # A side's new levels are counted into its block counts one block at a time (a
+    # best-first snapshot fills a block before it moves to the next): counting
+    # each row in memory chained every row of a block through a store and a load.
+    blk_b = -1
+    cnt_b = 0
+    blk_a = -1
+    cnt_a = 0
     for r in range(start, start + n):
         side, px, qty = _row(lv, r, tick)
         if side < 0:
@@ -491,24 +500,40 @@ def _place_snapshot(book, lv, start, n):
         if i < 0:
             book[BK_DROPPED + side] += 1
             continue
-        slot = BK_Q + side * w + i
-        if book[slot] == 0:  # else a repeated price: its last row wins
-            book[cb + side * (w >> 6) + (i >> 6)] += 1
-            if side == SIDE_BID:
-                m_b += 1
-            else:
-                m_a += 1
-        book[slot] = qty
         if side == SIDE_BID:
+            slot = BK_Q + i
+            if book[slot] == 0:  # else a repeated price: its last row wins
+                if (i >> 6) != blk_b:
+                    if cnt_b != 0:
+                        book[cb + blk_b] += cnt_b
+                    blk_b = i >> 6
+                    cnt_b = 0
+                cnt_b += 1
+                m_b += 1
+            book[slot] = qty
             if i > hi_b:
                 hi_b = i
             if i < lo_b:
                 lo_b = i
         else:
+            slot = BK_Q + w + i
+            if book[slot] == 0:
+                if (i >> 6) != blk_a:
+                    if cnt_a != 0:
+                        book[cb_a + blk_a] += cnt_a
+                    blk_a = i >> 6
+                    cnt_a = 0
+                cnt_a += 1
+                m_a += 1
+            book[slot] = qty
             if i > hi_a:
                 hi_a = i
             if i < lo_a:
                 lo_a = i
+    if cnt_b != 0:
+        book[cb + blk_b] += cnt_b
+    if cnt_a != 0:
+        book[cb_a + blk_a] += cnt_a
     if hi_b >= 0:
         book[BK_KEY0] = kb
         book[BK_N] = m_b
@@ -522,7 +547,7 @@ def _place_snapshot(book, lv, start, n):
     return bad
 
 
-@kernel
+@inline_kernel
 def _delta_rows(book, lv, start, end):
     """The common rows of a delta, start..end, with the sides' headers in registers:
     each row one store at its slot (and a block count when a level appears or
@@ -606,7 +631,7 @@ def _delta_rows(book, lv, start, end):
     return r, bad, dirty_b, dirty_a
 
 
-@kernel
+@inline_kernel
 def book_apply_rows(book, lv, start, n, snapshot):
     """Apply rows lv[start:start+n] = (side, px, qty); qty 0 removes a level.
     snapshot != 0 clears both sides first (and skips qty-0 rows). Returns
