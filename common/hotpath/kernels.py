@@ -447,6 +447,28 @@ def _row(lv, r, tick):
 
 
 @kernel
+def _place_level(book, q, cb, i, qty, blk, cnt, m, hi, lo):
+    """Place a snapshot row's qty at slot i (book index q) of a cleared side whose
+    block counts start at cb. The side's pending block (blk, with cnt new levels not
+    yet added to its count), levels placed m and slot range [lo, hi] are in
+    registers; returns them updated."""
+    if book[q] == 0:  # else a repeated price: its last row wins
+        if (i >> 6) != blk:
+            if cnt != 0:
+                book[cb + blk] += cnt
+            blk = i >> 6
+            cnt = 0
+        cnt += 1
+        m += 1
+    book[q] = qty
+    if i > hi:
+        hi = i
+    if i < lo:
+        lo = i
+    return blk, cnt, m, hi, lo
+
+
+@kernel
 def _place_snapshot(book, lv, start, n):
     """A snapshot's rows into a cleared book with the headers kept in registers
     (each row a store and a block count), written once at the end. Returns rows rejected, or -1, with the book
@@ -488,7 +510,7 @@ def _place_snapshot(book, lv, start, n):
             if hi_a < 0:
                 ka = -px - top * tick
             d = -px - ka
-        i = d if tick == 1 else d // tick
+        i = _slot(d, tick)
         if i >= w:
             for j in range(lo_b, hi_b + 1):  # leave the cleared book as it was
                 book[BK_Q + j] = 0
@@ -501,35 +523,9 @@ def _place_snapshot(book, lv, start, n):
             book[BK_DROPPED + side] += 1
             continue
         if side == SIDE_BID:
-            slot = BK_Q + i
-            if book[slot] == 0:  # else a repeated price: its last row wins
-                if (i >> 6) != blk_b:
-                    if cnt_b != 0:
-                        book[cb + blk_b] += cnt_b
-                    blk_b = i >> 6
-                    cnt_b = 0
-                cnt_b += 1
-                m_b += 1
-            book[slot] = qty
-            if i > hi_b:
-                hi_b = i
-            if i < lo_b:
-                lo_b = i
+            blk_b, cnt_b, m_b, hi_b, lo_b = _place_level(book, BK_Q + i, cb, i, qty, blk_b, cnt_b, m_b, hi_b, lo_b)
         else:
-            slot = BK_Q + w + i
-            if book[slot] == 0:
-                if (i >> 6) != blk_a:
-                    if cnt_a != 0:
-                        book[cb_a + blk_a] += cnt_a
-                    blk_a = i >> 6
-                    cnt_a = 0
-                cnt_a += 1
-                m_a += 1
-            book[slot] = qty
-            if i > hi_a:
-                hi_a = i
-            if i < lo_a:
-                lo_a = i
+            blk_a, cnt_a, m_a, hi_a, lo_a = _place_level(book, BK_Q + w + i, cb_a, i, qty, blk_a, cnt_a, m_a, hi_a, lo_a)
     if cnt_b != 0:
         book[cb + blk_b] += cnt_b
     if cnt_a != 0:
@@ -545,6 +541,35 @@ def _place_snapshot(book, lv, start, n):
         book[BK_BEST + 1] = hi_a
         book[BK_LOW + 1] = lo_a
     return bad
+
+
+@kernel
+def _slot(d, tick):
+    """Slots from a side's window origin to a key d pipettes above it (floor)."""
+    return d if tick == 1 else d // tick
+
+
+@kernel
+def _store_level(book, q, cb, i, qty, n, best, low, dirty):
+    """Store qty at slot i (book index q) of a side whose block counts start at cb,
+    given the side's level count, best, low bound and best-removed flag in registers;
+    returns them updated."""
+    old = book[q]
+    book[q] = qty
+    if old == 0:
+        if qty > 0:
+            book[cb + (i >> 6)] += 1
+            n += 1
+            if i > best:
+                best = i
+            if i < low:
+                low = i
+    elif qty == 0:
+        book[cb + (i >> 6)] -= 1
+        n -= 1
+        if i == best:
+            dirty = 1
+    return n, best, low, dirty
 
 
 @inline_kernel
@@ -580,47 +605,15 @@ def _delta_rows(book, lv, start, end):
         if side < 0:
             bad += 1
         elif side == SIDE_BID:
-            d = px - key0_b
-            i = d if tick == 1 else d // tick
+            i = _slot(px - key0_b, tick)
             if n_b == 0 or i < 0 or i >= w:
                 break
-            q = BK_Q + i
-            old = book[q]
-            book[q] = qty
-            if old == 0:
-                if qty > 0:
-                    book[cb_b + (i >> 6)] += 1
-                    n_b += 1
-                    if i > best_b:
-                        best_b = i
-                    if i < low_b:
-                        low_b = i
-            elif qty == 0:
-                book[cb_b + (i >> 6)] -= 1
-                n_b -= 1
-                if i == best_b:
-                    dirty_b = 1
+            n_b, best_b, low_b, dirty_b = _store_level(book, BK_Q + i, cb_b, i, qty, n_b, best_b, low_b, dirty_b)
         else:
-            d = -px - key0_a
-            i = d if tick == 1 else d // tick
+            i = _slot(-px - key0_a, tick)
             if n_a == 0 or i < 0 or i >= w:
                 break
-            q = BK_Q + w + i
-            old = book[q]
-            book[q] = qty
-            if old == 0:
-                if qty > 0:
-                    book[cb_a + (i >> 6)] += 1
-                    n_a += 1
-                    if i > best_a:
-                        best_a = i
-                    if i < low_a:
-                        low_a = i
-            elif qty == 0:
-                book[cb_a + (i >> 6)] -= 1
-                n_a -= 1
-                if i == best_a:
-                    dirty_a = 1
+            n_a, best_a, low_a, dirty_a = _store_level(book, BK_Q + w + i, cb_a, i, qty, n_a, best_a, low_a, dirty_a)
         r += 1
     book[BK_N] = n_b
     book[BK_N + 1] = n_a
@@ -681,7 +674,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
             book[BK_BEST + side] = -1
             book[BK_LOW + side] = w
         d = key - book[BK_KEY0 + side]
-        i = d if tick == 1 else d // tick
+        i = _slot(d, tick)
         if i >= w:
             if qty == 0:
                 continue  # no level that far up
@@ -705,7 +698,7 @@ def book_apply_rows(book, lv, start, n, snapshot):
                 if best < (w >> 1):
                     _move_window(book, side, best - top)
                     d = key - book[BK_KEY0 + side]
-                    i = d if tick == 1 else d // tick
+                    i = _slot(d, tick)
             if i < 0:
                 book[BK_DROPPED + side] += 1
                 continue
