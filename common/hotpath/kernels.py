@@ -229,7 +229,10 @@ try:
 except ImportError:  # pragma: no cover - depends on the numba installed
     _HAS_NRT_OPTION = False
 kernel = njit(cache=True, _nrt=False) if _HAS_NRT_OPTION else njit(cache=True)
-inline_kernel = njit(cache=True, _nrt=False, inline='always') if _HAS_NRT_OPTION else njit(cache=True, inline='always')
+# The book's per-event entry points are inlined into their callers by numba itself:
+# LLVM would not (they are large), and the call passed two array structs per event
+# (measured: a depth-5 diff 7-14 ns cheaper). Only where a call costs that much.
+inline_kernel = njit(cache=True, _nrt=False, inline="always") if _HAS_NRT_OPTION else njit(cache=True, inline="always")
 
 # ==========================================================================
 # integer helpers
@@ -525,7 +528,8 @@ def _place_snapshot(book, lv, start, n):
         if side == SIDE_BID:
             blk_b, cnt_b, m_b, hi_b, lo_b = _place_level(book, BK_Q + i, cb, i, qty, blk_b, cnt_b, m_b, hi_b, lo_b)
         else:
-            blk_a, cnt_a, m_a, hi_a, lo_a = _place_level(book, BK_Q + w + i, cb_a, i, qty, blk_a, cnt_a, m_a, hi_a, lo_a)
+            q = BK_Q + w + i
+            blk_a, cnt_a, m_a, hi_a, lo_a = _place_level(book, q, cb_a, i, qty, blk_a, cnt_a, m_a, hi_a, lo_a)
     if cnt_b != 0:
         book[cb + blk_b] += cnt_b
     if cnt_a != 0:
