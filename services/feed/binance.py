@@ -82,7 +82,7 @@ D_NO_SYMBOL = "snapshot_without_symbol"
 D_PARTIAL_SYNCED = "partial_depth_while_synced"
 
 _MS = 1_000_000
-_DEPTH_PEEK = 48  # bytes of a message looked at for "@depth" (a combined stream's name comes first)
+_PEEK = 48  # bytes of a message looked at for its stream's kind (a combined stream's name comes first)
 _LOG_FIRST = 20  # log every reject of a reason up to this many, then every 1000th
 
 
@@ -348,7 +348,41 @@ class _DiffMessage(msgspec.Struct):
     data: _DiffData
 
 
+class _BboData(msgspec.Struct):
+    u: int
+    b: str
+    B: str
+    a: str
+    A: str
+    s: str | None = None
+    E: int | None = None
+    T: int | None = None
+
+
+class _BboMessage(msgspec.Struct):
+    stream: str
+    data: _BboData
+
+
+class _TradeData(msgspec.Struct):
+    t: int
+    p: str
+    q: str
+    m: bool
+    e: str = "trade"
+    s: str | None = None
+    T: int | None = None
+    E: int | None = None
+
+
+class _TradeMessage(msgspec.Struct):
+    stream: str
+    data: _TradeData
+
+
 _diff_dec = msgspec.json.Decoder(_DiffMessage)
+_bbo_dec = msgspec.json.Decoder(_BboMessage)
+_trade_dec = msgspec.json.Decoder(_TradeMessage)
 
 
 class DepthSync:
@@ -371,7 +405,9 @@ _json = msgspec.json.Decoder()
 class Normalizer:
     """Raw Binance messages in, `(event_ns, body)` items out; counts every line."""
 
-    fast_diff = True  # depth diffs through _fast_diff first (False: the checked way only, for tests)
+    # Combined-stream diffs, best bid/offers and trades try the _fast_* paths first (False:
+    # the checked way only, for tests).
+    fast_paths = True
 
     def __init__(
         self,
@@ -390,6 +426,7 @@ class Normalizer:
         self._last_symbol = ""
         self._logged: collections.Counter[str] = collections.Counter()
         self._scratch = scratch()  # parse_levels' output, reused by every diff
+        self._normalize_hist = METRICS.stage("feed_normalize")  # one lookup, not one a message
 
     # ------------------------------------------------------------ accounting
     def _accept(self, out: list[Item], event_ns: int, body: _Body) -> None:
@@ -429,7 +466,7 @@ class Normalizer:
             if len(line) > self.max_line_bytes:
                 raise Reject(R_LINE_TOO_LONG, f"{len(line)} bytes > {self.max_line_bytes}")
             line = line.rstrip(b"\r\n")
-            if not line.strip():
+            if not line or line.isspace():  # what `not line.strip()` says, without copying the line
                 self._drop(D_BLANK)
                 return out
             ts, sep, payload = line.partition(b" ")
@@ -437,7 +474,7 @@ class Normalizer:
                 raise Reject(R_BAD_LINE, "no '<ns> <json>' separator")
             t0 = time.perf_counter_ns()
             self._message(parse_local_ns(ts), payload, "", out)
-            METRICS.record("feed_normalize", time.perf_counter_ns() - t0)
+            self._normalize_hist.record(time.perf_counter_ns() - t0)
         except Reject as rej:
             self._reject(rej.reason, rej.detail)
         return out
@@ -453,7 +490,7 @@ class Normalizer:
                 raise Reject(R_LINE_TOO_LONG, f"{len(payload)} bytes > {self.max_line_bytes}")
             t0 = time.perf_counter_ns()
             self._message(local_ns, payload, snapshot_symbol.upper(), out)
-            METRICS.record("feed_normalize", time.perf_counter_ns() - t0)
+            self._normalize_hist.record(time.perf_counter_ns() - t0)
             # Exchange event time to our receipt (live: the network and the
             # exchange's own publishing delay; a capture's clock may lag, so
             # only non-negative values count).
@@ -492,8 +529,16 @@ class Normalizer:
         return self.table[symbol]
 
     def _message(self, local_ns: int, payload: bytes, snapshot_symbol: str, out: list[Item]) -> None:
-        if self.fast_diff and b"@depth" in payload[:_DEPTH_PEEK] and self._fast_diff(local_ns, payload, out):
-            return
+        if self.fast_paths:
+            head = payload[:_PEEK]
+            if b"@bookTicker" in head:
+                if self._fast_bbo(local_ns, payload, out):
+                    return
+            elif b"@trade" in head:
+                if self._fast_trade(local_ns, payload, out):
+                    return
+            elif b"@depth" in head and self._fast_diff(local_ns, payload, out):
+                return
         try:
             msg = _json.decode(payload)
         except msgspec.DecodeError as exc:
@@ -547,29 +592,96 @@ class Normalizer:
             return
         raise Reject(R_UNKNOWN_STREAM, repr(stream))
 
+    # ------------------------------------------------------------ fast paths
+    # Each takes a combined-stream message of its kind in exactly Binance's shape (a
+    # diff's levels parsed by common.hotpath.levels_json). For anything else it returns
+    # False, having changed nothing the checked way would not, and the checked way
+    # (_message onward) accepts or rejects the message as it always has. A price or
+    # qty string the memo does not know goes through the checked way's own helpers, in
+    # its order, so it raises the same Reject. What they accept becomes the very events
+    # the checked way makes: tests/unit/feed/test_fast_paths_agree.py holds the two
+    # ways to the same events, counters and books on every real capture and on broken
+    # messages. Why: the checked way's 20-odd Python calls a message were most of the
+    # feed's time, and decoding a diff's level strings most of a diff's.
+
+    def _fast_spec(self, stream: str, kind: str, s: str | None) -> SymbolSpec | None:
+        """The spec of a `<symbol>@<kind>` stream whose data names the same symbol (or none)."""
+        sym_part, _, k = stream.partition("@")
+        # a diff's stream is "depth" or "depth@<speed>" (depth5/10/20 are partial books)
+        if not sym_part or (k != kind and not (kind == "depth" and k.startswith("depth@"))):
+            return None
+        symbol = sym_part.upper()
+        if s is not None and s != symbol:
+            return None
+        spec = self.table.get(symbol)
+        if spec is not None:
+            self._last_symbol = symbol
+        return spec
+
+    def _fast_bbo(self, local_ns: int, payload: bytes, out: list[Item]) -> bool:
+        try:
+            m = _bbo_dec.decode(payload)
+        except msgspec.DecodeError:
+            return False
+        d = m.data
+        if d.u < 0 or (d.E is not None and d.E < 0) or (not d.E and d.T is not None and d.T < 0):
+            return False
+        spec = self._fast_spec(m.stream, "bookTicker", d.s)
+        if spec is None:
+            return False
+        prices, qtys = _memo(spec)
+        # A string the memo does not know goes through the checked way's own helper, in
+        # the checked way's order, so a bad one raises the very Reject it would raise there.
+        bpx = prices.get(d.b)
+        if bpx is None:
+            bpx = _memo_price(spec, prices, d.b, zero_ok=True)
+        bq = qtys.get(d.B)
+        if bq is None:
+            bq = _memo_qty(spec, qtys, d.B, allow_zero=True)
+        apx = prices.get(d.a)
+        if apx is None:
+            apx = _memo_price(spec, prices, d.a, zero_ok=True)
+        aq = qtys.get(d.A)
+        if aq is None:
+            aq = _memo_qty(spec, qtys, d.A, allow_zero=True)
+        if bpx and apx and bpx >= apx:
+            return False  # the checked way rejects it, with its message
+        t_ns = d.E * _MS if d.E else d.T * _MS if d.T else local_ns
+        self._accept(out, t_ns, BestBidOffer(spec.symbol, d.u, bpx, bq, apx, aq))
+        return True
+
+    def _fast_trade(self, local_ns: int, payload: bytes, out: list[Item]) -> bool:
+        try:
+            m = _trade_dec.decode(payload)
+        except msgspec.DecodeError:
+            return False
+        d = m.data
+        if d.e != "trade" or d.t < 0 or (d.T is not None and d.T < 0) or (not d.T and d.E is not None and d.E < 0):
+            return False
+        spec = self._fast_spec(m.stream, "trade", d.s)
+        if spec is None:
+            return False
+        prices, qtys = _memo(spec)
+        px = prices.get(d.p)
+        if px is None:
+            px = _memo_price(spec, prices, d.p)
+        qty = qtys.get(d.q)
+        if not qty:  # unknown, or zero (which a trade may not be): the checked helper says
+            qty = _memo_qty(spec, qtys, d.q, allow_zero=False)
+        t_ns = d.T * _MS if d.T else d.E * _MS if d.E else local_ns
+        self._accept(out, t_ns, Trade(spec.symbol, d.t, px, qty, d.m))
+        return True
+
     def _fast_diff(self, local_ns: int, payload: bytes, out: list[Item]) -> bool:
-        """A combined-stream depth diff in exactly Binance's shape, taken without decoding its
-        levels into Python strings (common.hotpath.levels_json); False, having done nothing,
-        for anything else, which the checked way then accepts or rejects as it always has.
-        What it accepts, it turns into the very events the checked way makes (a test holds
-        the two ways to the same events and counters on the real captures)."""
         try:
             m = _diff_dec.decode(payload)
         except msgspec.DecodeError:
             return False
-        sym_part, _, kind = m.stream.partition("@")
-        if not sym_part or not kind.startswith("depth") or kind[5:].partition("@")[0]:
-            return False
         d = m.data
-        symbol = sym_part.upper()
-        spec = self.table.get(symbol)
-        if (
-            spec is None
-            or (d.s is not None and d.s != symbol)
-            or d.e != "depthUpdate"
-            or not 0 <= d.U <= d.u
-            or (d.E is not None and d.E < 0)
-        ):
+        if d.e != "depthUpdate" or not 0 <= d.U <= d.u or (d.E is not None and d.E < 0):
+            return False
+        spec = self._fast_spec(m.stream, "depth", d.s)
+        if spec is None:
             return False
         lv = self._scratch
         nb = parse_levels(bytes(d.b), lv, spec.price_scale, spec.qty_scale, spec.tick, True)
@@ -580,7 +692,6 @@ class Normalizer:
         if na < 0:
             return False
         asks = lv[2 * nb : 2 * (nb + na)].astype("<i8", copy=False)
-        self._last_symbol = symbol
         fb, fa = bids.tolist(), asks.tolist()
         diff = _Diff(
             d.E * _MS if d.E else local_ns,
@@ -590,7 +701,7 @@ class Normalizer:
             list(zip(fa[::2], fa[1::2], strict=True)),
             (bids.tobytes(), asks.tobytes()),
         )
-        s = self.sync(symbol)
+        s = self.sync(spec.symbol)
         if s.state == AWAITING:
             self._buffer(s, diff)
         else:

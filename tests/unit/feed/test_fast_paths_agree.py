@@ -1,9 +1,10 @@
-"""The depth-diff fast path (raw level bytes -> int64 in numba) gives exactly what the checked way gives.
+"""The feed's per-message fast paths give exactly what the checked way gives.
 
-`parse_levels` must, for any bytes, either return the very numbers the checked
-`_levels` returns for the same JSON, or -1 ("not mine"). `Normalizer._fast_diff`
-must turn every message it takes into the same events, counters and book as the
-checked way, and take Binance's own messages (not quietly defer on all of them).
+`parse_levels` (a diff's raw level bytes -> int64, in numba) must, for any bytes,
+either return the very numbers the checked `_levels` returns for the same JSON, or
+-1 ("not mine"). `Normalizer._fast_diff`, `_fast_bbo` and `_fast_trade` must turn
+every message they take into the same events, counters and books as the checked
+way, and take Binance's own messages (not quietly defer on all of them).
 """
 
 from __future__ import annotations
@@ -101,28 +102,39 @@ def test_parse_levels_takes_binance_shapes_and_defers_on_the_rest():
         assert _fast(parse_levels, spec, bad, allow_zero, out) is None, why
 
 
-def _run(paths, fast: bool):
+FAST = ("_fast_diff", "_fast_bbo", "_fast_trade")
+KIND = {b"@depth@": "_fast_diff", b'@depth"': "_fast_diff", b"@bookTicker": "_fast_bbo", b"@trade": "_fast_trade"}
+
+
+def _normalizer(fast: bool) -> tuple[Normalizer, dict[str, int]]:
+    """A normalizer with the fast paths on or off, counting what each fast path took."""
     n = Normalizer(BUILTIN, max_line_bytes=1 << 22, default_symbol="BTCUSDT")
-    n.fast_diff = fast
-    taken = 0
-    original = n._fast_diff
+    n.fast_paths = fast
+    taken = dict.fromkeys(FAST, 0)
+    for name in FAST:
+        original = getattr(n, name)
 
-    def counting(*args):
-        nonlocal taken
-        ok = original(*args)
-        taken += ok
-        return ok
+        def counting(*args, _original=original, _name=name):
+            ok = _original(*args)
+            taken[_name] += ok
+            return ok
 
-    n._fast_diff = counting  # type: ignore[method-assign]
+        setattr(n, name, counting)
+    return n, taken
+
+
+def _run(path, fast: bool):
+    n, taken = _normalizer(fast)
+    n.default_symbol = path.name.split("_", 1)[0].upper()
     items = []
-    diff_lines = 0
-    for path in paths:
-        n.default_symbol = path.name.split("_", 1)[0].upper()
-        for line in read_lines(path, n.max_line_bytes):
-            diff_lines += b"@depth@" in line[:80] or b'@depth"' in line[:80]
-            items += [(t, events.encode(b)) for t, b in n.feed_line(line)]
+    lines = dict.fromkeys(FAST, 0)
+    for line in read_lines(path, n.max_line_bytes):
+        for mark, name in KIND.items():
+            if mark in line[:80]:
+                lines[name] += 1
+        items += [(t, events.encode(b)) for t, b in n.feed_line(line)]
     books = {s: (sync.book.dump(), sync.last_id) for s, sync in n.syncs.items()}
-    return items, n.counters.as_dict(), books, taken, diff_lines
+    return items, n.counters.as_dict(), books, taken, lines
 
 
 def test_fast_and_checked_ways_agree_on_every_real_capture():
@@ -130,13 +142,17 @@ def test_fast_and_checked_ways_agree_on_every_real_capture():
     if not paths:
         pytest.skip(f"no captures in {BINANCE_SPOT}")
     for path in paths:
-        fast_items, fast_counts, fast_books, taken, diff_lines = _run([path], fast=True)
-        slow_items, slow_counts, slow_books, none, _ = _run([path], fast=False)
-        assert none == 0
+        fast_items, fast_counts, fast_books, taken, lines = _run(path, fast=True)
+        slow_items, slow_counts, slow_books, none, _ = _run(path, fast=False)
+        assert not any(none.values())
         assert fast_items == slow_items, path.name
         assert fast_counts == slow_counts, path.name
         assert fast_books == slow_books, path.name
-        assert taken == diff_lines, path.name  # every diff Binance sent went the fast way
+        assert taken["_fast_diff"] == lines["_fast_diff"], path.name  # every diff Binance sent
+        # A best bid/offer or trade goes the checked way once per new price or qty string
+        # (the fast way takes only strings the symbol's memo already vouched for).
+        for name in ("_fast_bbo", "_fast_trade"):
+            assert taken[name] >= 0.7 * lines[name] > 0, (path.name, name, taken[name], lines[name])
 
 
 def _mutations(line: bytes, next_id: int) -> list[bytes]:
@@ -167,30 +183,81 @@ def _mutations(line: bytes, next_id: int) -> list[bytes]:
     return [ts + b" " + v + b"\n" for v in variants]
 
 
-def test_fast_and_checked_ways_agree_on_broken_diffs():
-    """Mutations of a real diff (each field wrong in turn, bad levels, other streams), each sent
-    to a book synced from the capture: both ways accept and reject the same lines for the same
-    reasons, with the same events and the same books."""
-    path = BINANCE_SPOT / "btcusdt_20240808.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    lines = list(read_lines(path, 1 << 22))[:400]
-    probe = Normalizer(BUILTIN, max_line_bytes=1 << 22, default_symbol="BTCUSDT")
-    for ln in lines:
-        probe.feed_line(ln)
-    sync = probe.syncs["BTCUSDT"]
-    assert sync.state == binance.SYNCED
-    diff = [ln for ln in lines if b"@depth@" in ln[:80]][-1]
+def _variants(line: bytes, data_changes: list[dict], streams: list[str]) -> list[bytes]:
+    ts, _, payload = line.partition(b" ")
+    base = json.loads(payload)
+    out = []
+    for changes in data_changes:
+        m = json.loads(json.dumps(base))
+        for k, v in changes.items():
+            if v is None:
+                m["data"].pop(k, None)
+            else:
+                m["data"][k] = v
+        out.append(json.dumps(m, separators=(",", ":")).encode())
+    out += [json.dumps(dict(base, stream=st), separators=(",", ":")).encode() for st in streams]
+    out.append(json.dumps(base).encode())  # blanks everywhere
+    return [ts + b" " + v + b"\n" for v in out]
+
+
+BBO_CHANGES = [
+    {}, {"u": -1}, {"u": True}, {"u": None}, {"b": "0.00000000"}, {"a": "0.00000000", "A": "0.00000000"},
+    {"b": "61837.631"}, {"b": 61837.63}, {"B": "-1"}, {"B": "1.23456789"}, {"b": "61001.01000000"},
+    {"a": "1.00000000"}, {"E": -5}, {"E": 0, "T": -1}, {"E": 0, "T": None}, {"E": None, "T": 1723161255209},
+    {"E": 1723161255210, "T": -1}, {"s": "ETHUSDT"}, {"s": 5}, {"s": None}, {"A": None},
+]  # fmt: skip
+TRADE_CHANGES = [
+    {}, {"t": -1}, {"t": "5"}, {"p": "0.00000000"}, {"q": "0.00000000"}, {"q": "1.000000001"}, {"m": 1},
+    {"m": None}, {"e": "aggTrade"}, {"e": None}, {"T": -1}, {"T": 0, "E": -1}, {"T": None, "E": None},
+    {"T": 0, "E": 1723161255210}, {"s": "ETHUSDT"}, {"p": "61001.01000000", "q": "0.87654321"}, {"p": "1e3"},
+]  # fmt: skip
+
+
+def _agree_after_warmup(lines: list[bytes], variants: list[bytes]) -> set:
+    """Each variant sent after the same lines to a fast and a checked normalizer: the same
+    events, counters and books. Returns the distinct outcomes (events made, rejections)."""
     outcomes = set()
-    for variant in _mutations(diff, sync.last_id + 1):
+    for variant in variants:
         results = []
         for fast in (True, False):
             n = Normalizer(BUILTIN, max_line_bytes=1 << 22, default_symbol="BTCUSDT")
-            n.fast_diff = fast
+            n.fast_paths = fast
             for ln in lines:
                 n.feed_line(ln)
             items = [(t, events.encode(b)) for t, b in n.feed_line(variant)]
             results.append((items, n.counters.as_dict(), {s: sy.book.dump() for s, sy in n.syncs.items()}))
         assert results[0] == results[1], variant[:300]
         outcomes.add((len(results[0][0]), tuple(sorted(results[0][1]["rejected"].items()))))
-    assert len(outcomes) >= 8  # the variants really took different ways (accepted, gaps, rejections)
+    return outcomes
+
+
+def _capture_head() -> list[bytes]:
+    path = BINANCE_SPOT / "btcusdt_20240808.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return list(read_lines(path, 1 << 22))[:400]
+
+
+def test_fast_and_checked_ways_agree_on_broken_bbos_and_trades():
+    lines = _capture_head()
+    bbo = next(ln for ln in lines if b"@bookTicker" in ln[:80])
+    trade = next(ln for ln in lines if b"@trade" in ln[:80])
+    streams = ["ethusdt@{}", "btcusdt@{}@x", "@{}", "btcusdt@{}x"]
+    got = _agree_after_warmup(lines, _variants(bbo, BBO_CHANGES, [st.format("bookTicker") for st in streams]))
+    assert len(got) >= 6
+    got = _agree_after_warmup(lines, _variants(trade, TRADE_CHANGES, [st.format("trade") for st in streams]))
+    assert len(got) >= 5
+
+
+def test_fast_and_checked_ways_agree_on_broken_diffs():
+    """Mutations of a real diff (each field wrong in turn, bad levels, other streams), each sent
+    to a book synced from the capture: both ways accept and reject the same lines for the same
+    reasons, with the same events and the same books."""
+    lines = _capture_head()
+    probe = Normalizer(BUILTIN, max_line_bytes=1 << 22, default_symbol="BTCUSDT")
+    for ln in lines:
+        probe.feed_line(ln)
+    sync = probe.syncs["BTCUSDT"]
+    assert sync.state == binance.SYNCED
+    diff = [ln for ln in lines if b"@depth@" in ln[:80]][-1]
+    assert len(_agree_after_warmup(lines, _mutations(diff, sync.last_id + 1))) >= 8
