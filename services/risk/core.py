@@ -282,15 +282,20 @@ class RiskCore:
                 self._daily_reset()
             self.day = day
         body = ev.body
-        out: list[E._Body] = []
         t = type(body)
-        if t is E.BookSnapshot or t is E.BookDelta:
-            self._on_book(ev, body, t is E.BookSnapshot)  # type: ignore[arg-type]
-        elif t is E.BestBidOffer:
+        # Market data (most of the stream) never makes an output: no output list for it,
+        # and the most frequent types are tested first.
+        if t is E.BestBidOffer:
             self._on_bbo(ev, body)  # type: ignore[arg-type]
-        elif t is E.Trade:
+            return []
+        if t is E.Trade:
             self._seen(f"md:{body.symbol}", ev.recv_ns)  # type: ignore[union-attr]
-        elif t is E.Clock:
+            return []
+        if t is E.BookDelta or t is E.BookSnapshot:
+            self._on_book(ev, body, t is E.BookSnapshot)  # type: ignore[arg-type]
+            return []
+        out: list[E._Body] = []
+        if t is E.Clock:
             self._on_clock(out)
         elif t is E.OrderIntent:
             self._check_pnl(out)

@@ -226,7 +226,12 @@ class RouterCore:
             self.now_ns = ev.recv_ns
         body = ev.body
         t = type(body)
-        out: list[E._Body] = []
+        # Market data (most of the stream) never makes an output: no output list for it.
+        if t is E.BestBidOffer:
+            self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
+            return []
+        if t is E.Trade:
+            return []
         if t is E.BookSnapshot or t is E.BookDelta:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
@@ -234,9 +239,9 @@ class RouterCore:
             bad = book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
             if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
                 self._count("book_rows_rejected", bad)
-        elif t is E.BestBidOffer:
-            self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
-        elif t is E.Clock:
+            return []
+        out: list[E._Body] = []
+        if t is E.Clock:
             self._release_due(out)
         elif t is E.RiskApproved:
             halt = max(self.halts.get("", 0), self.halts.get(body.symbol, 0))  # type: ignore[union-attr]
