@@ -370,7 +370,8 @@ class SimExchange:
     def _apply_market(self, body: events._Body, t: int, out: list[Report]) -> None:
         self.counters["market"] += 1
         if isinstance(body, events.Trade):
-            self._on_trade(body, t, out)
+            if self._resting:  # a print only ever fills resting orders
+                self._on_trade(body, t, out)
             return
         book = self._book(body.symbol)  # type: ignore[attr-defined]
         resting = self._resting
@@ -396,19 +397,18 @@ class SimExchange:
                 r.queue_ahead = level
 
     def _on_trade(self, tr: events.Trade, t: int, out: list[Report]) -> None:
-        if not self._resting:
-            return
+        symbol, px = tr.symbol, tr.price
         # buyer_maker: the aggressor sold, so resting bids at or above the print trade.
         if tr.buyer_maker:
-            eligible = [
-                r for r in self._resting.values() if r.symbol == tr.symbol and r.side == BUY and r.price >= tr.price
-            ]
-            eligible.sort(key=lambda r: (-r.price, r.priority))
+            eligible = [r for r in self._resting.values() if r.side == BUY and r.price >= px and r.symbol == symbol]
+            if len(eligible) > 1:
+                eligible.sort(key=lambda r: (-r.price, r.priority))
         else:
-            eligible = [
-                r for r in self._resting.values() if r.symbol == tr.symbol and r.side == SELL and r.price <= tr.price
-            ]
-            eligible.sort(key=lambda r: (r.price, r.priority))
+            eligible = [r for r in self._resting.values() if r.side == SELL and r.price <= px and r.symbol == symbol]
+            if len(eligible) > 1:
+                eligible.sort(key=lambda r: (r.price, r.priority))
+        if not eligible:
+            return
         if self.fill_model == TOUCH:
             for r in eligible:  # optimistic: a print at or through the limit fills it all
                 self._fill(r.child_id, r.symbol, r.side, r.price, r.leaves, 0, MAKER, t, out)
