@@ -56,6 +56,7 @@ from common.units import BUILTIN, SymbolTable
 NAME = "router"
 ROUTER_VENUE = "router"
 MS_NS = 10**6
+BEST_PEEK = 4  # feed levels read first for a venue's best level
 
 R_NO_VENUE = "no_venue"
 R_NO_LIQUIDITY = "no_liquidity"
@@ -169,14 +170,14 @@ class RouterCore:
     def up_venues(self) -> list[VenueConfig]:
         return [v for v in self.venues.values() if not v.down and v.name not in self.down]
 
-    def venue_levels(self, venue: VenueConfig, symbol: str, side: int) -> list[tuple[int, int]]:
-        """The venue's levels on `side` (E.BUY = bids, E.SELL = asks), best first."""
+    def venue_levels(self, venue: VenueConfig, symbol: str, side: int, depth: int = 0) -> list[tuple[int, int]]:
+        """The venue's levels on `side` (E.BUY = bids, E.SELL = asks), best first, from the
+        feed's best `depth` levels (0 or more than depth_levels: depth_levels)."""
         tick, step = self._tick_step(symbol)
         book = self.books.get(symbol)
         if book is not None:
-            return book.venue_levels(
-                side == E.BUY, self.cfg.depth_levels, venue.price_offset_ticks * tick, venue.size_pct, step
-            )
+            n = min(depth, self.cfg.depth_levels) if depth else self.cfg.depth_levels
+            return book.venue_levels(side == E.BUY, n, venue.price_offset_ticks * tick, venue.size_pct, step)
         b = self.bbo.get(symbol)
         if b is None:
             return []
@@ -210,7 +211,10 @@ class RouterCore:
         opp = E.SELL if side == E.BUY else E.BUY
         best: tuple[int, str] | None = None
         for v in venues:
-            lv = self.venue_levels(v, symbol, opp)
+            # Only the best level counts: the top few feed levels nearly always hold it (a
+            # read of all depth_levels costs three times as much); if the venue's transform
+            # left none of them, the full read decides.
+            lv = self.venue_levels(v, symbol, opp, BEST_PEEK) or self.venue_levels(v, symbol, opp)
             if lv:
                 key = (self._cost_key(side, lv[0][0], v.fee_bps), v.name)
                 if best is None or key < best:
