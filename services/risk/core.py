@@ -286,7 +286,10 @@ class RiskCore:
         # Market data (most of the stream) never makes an output: no output list for it,
         # and the most frequent types are tested first.
         if t is E.BestBidOffer:
-            self._on_bbo(ev, body)  # type: ignore[arg-type]
+            bbo: E.BestBidOffer = body  # type: ignore[assignment]
+            self.tops[bbo.symbol] = [bbo.bid_px if bbo.bid_qty else 0, bbo.ask_px if bbo.ask_qty else 0]
+            if self.cfg.deadman_market_data:
+                self._seen(f"md:{bbo.symbol}", ev.recv_ns)
             return []
         if t is E.Trade:
             self._seen(f"md:{body.symbol}", ev.recv_ns)  # type: ignore[union-attr]
@@ -338,11 +341,6 @@ class RiskCore:
         if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
             self._count("book_rows_rejected", bad)
         self.tops[b.symbol] = list(book.touch())
-        if self.cfg.deadman_market_data:
-            self._seen(f"md:{b.symbol}", ev.recv_ns)
-
-    def _on_bbo(self, ev: E.Sequenced, b: E.BestBidOffer) -> None:
-        self.tops[b.symbol] = [b.bid_px if b.bid_qty else 0, b.ask_px if b.ask_qty else 0]
         if self.cfg.deadman_market_data:
             self._seen(f"md:{b.symbol}", ev.recv_ns)
 
