@@ -125,6 +125,13 @@ CMD_KILL = "kill"
 CMD_RESET_KILL = "reset-kill"
 CMD_RESET_BREAKER = "reset-breaker"
 
+# The other body types apply() acts on besides market data; it ignores the rest (its own
+# answers, the router's and execution's orders and cancels, ...).
+_ACTS_ON = frozenset((
+    E.Clock, E.OrderIntent, E.OrderFill, E.ChildOrder, E.OrderCancelled, E.OrderExpired, E.OrderRejected,
+    E.OrderAck, E.Heartbeat, E.OperatorCommand,
+))  # fmt: skip
+
 _APPROVED_HAS_ALGO = "algo" in E.RiskApproved.__struct_fields__
 
 
@@ -296,6 +303,8 @@ class RiskCore:
             return []
         if t is E.BookDelta or t is E.BookSnapshot:
             self._on_book(ev, body, t is E.BookSnapshot)  # type: ignore[arg-type]
+            return []
+        if t not in _ACTS_ON:
             return []
         out: list[E._Body] = []
         if t is E.Clock:

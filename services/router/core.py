@@ -67,6 +67,13 @@ R_CANCELLED = "cancelled"
 CMD_VENUE_DOWN = "venue-down"
 CMD_VENUE_UP = "venue-up"
 
+# The other body types apply() acts on besides market data; it ignores the rest (intents,
+# risk's rejections, order acks, ...).
+_ACTS_ON = frozenset((
+    E.Clock, E.RiskApproved, E.OrderFill, E.OrderCancelled, E.OrderExpired, E.OrderRejected, E.CancelIntent,
+    E.CancelAll, E.OperatorCommand,
+))  # fmt: skip
+
 __all__ = ["ALGOS", "NAME", "RouterCore"]
 
 
@@ -243,6 +250,8 @@ class RouterCore:
             bad = book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
             if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
                 self._count("book_rows_rejected", bad)
+            return []
+        if t not in _ACTS_ON:
             return []
         out: list[E._Body] = []
         if t is E.Clock:
