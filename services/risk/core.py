@@ -219,7 +219,7 @@ class RiskCore:
         return self.symbols.get(symbol)
 
     def _to_money(self, x: int, symbol: str) -> int:
-        spec = self._spec(symbol)
+        spec = self.symbols.get(symbol)
         ns = spec.notional_scale() if spec else self.cfg.pnl_scale
         d = self.cfg.pnl_scale - ns
         return x * 10**d if d >= 0 else x // 10 ** (-d)
@@ -227,7 +227,7 @@ class RiskCore:
     def total_pnl(self) -> int:
         """Realized - fees + unrealized at mid, money units, since start (not rebased)."""
         total = 0
-        for sym, p in sorted(self.account.positions.items()):
+        for sym, p in self.account.positions.items():  # a sum of ints: any order
             bid, ask = self.tops.get(sym, (0, 0))
             if p.position and bid > 0 and ask > 0:
                 native = p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
