@@ -125,6 +125,13 @@ CMD_KILL = "kill"
 CMD_RESET_KILL = "reset-kill"
 CMD_RESET_BREAKER = "reset-breaker"
 
+# The other body types apply() acts on besides market data; it ignores the rest (its own
+# answers, the router's and execution's orders and cancels, ...).
+_ACTS_ON = frozenset((
+    E.Clock, E.OrderIntent, E.OrderFill, E.ChildOrder, E.OrderCancelled, E.OrderExpired, E.OrderRejected,
+    E.OrderAck, E.Heartbeat, E.OperatorCommand,
+))  # fmt: skip
+
 _APPROVED_HAS_ALGO = "algo" in E.RiskApproved.__struct_fields__
 
 
@@ -212,7 +219,7 @@ class RiskCore:
         return self.symbols.get(symbol)
 
     def _to_money(self, x: int, symbol: str) -> int:
-        spec = self._spec(symbol)
+        spec = self.symbols.get(symbol)
         ns = spec.notional_scale() if spec else self.cfg.pnl_scale
         d = self.cfg.pnl_scale - ns
         return x * 10**d if d >= 0 else x // 10 ** (-d)
@@ -220,7 +227,7 @@ class RiskCore:
     def total_pnl(self) -> int:
         """Realized - fees + unrealized at mid, money units, since start (not rebased)."""
         total = 0
-        for sym, p in sorted(self.account.positions.items()):
+        for sym, p in self.account.positions.items():  # a sum of ints: any order
             bid, ask = self.tops.get(sym, (0, 0))
             if p.position and bid > 0 and ask > 0:
                 native = p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
@@ -282,15 +289,25 @@ class RiskCore:
                 self._daily_reset()
             self.day = day
         body = ev.body
-        out: list[E._Body] = []
         t = type(body)
-        if t is E.BookSnapshot or t is E.BookDelta:
-            self._on_book(ev, body, t is E.BookSnapshot)  # type: ignore[arg-type]
-        elif t is E.BestBidOffer:
-            self._on_bbo(ev, body)  # type: ignore[arg-type]
-        elif t is E.Trade:
+        # Market data (most of the stream) never makes an output: no output list for it,
+        # and the most frequent types are tested first.
+        if t is E.BestBidOffer:
+            bbo: E.BestBidOffer = body  # type: ignore[assignment]
+            self.tops[bbo.symbol] = [bbo.bid_px if bbo.bid_qty else 0, bbo.ask_px if bbo.ask_qty else 0]
+            if self.cfg.deadman_market_data:
+                self._seen(f"md:{bbo.symbol}", ev.recv_ns)
+            return []
+        if t is E.Trade:
             self._seen(f"md:{body.symbol}", ev.recv_ns)  # type: ignore[union-attr]
-        elif t is E.Clock:
+            return []
+        if t is E.BookDelta or t is E.BookSnapshot:
+            self._on_book(ev, body, t is E.BookSnapshot)  # type: ignore[arg-type]
+            return []
+        if t not in _ACTS_ON:
+            return []
+        out: list[E._Body] = []
+        if t is E.Clock:
             self._on_clock(out)
         elif t is E.OrderIntent:
             self._check_pnl(out)
@@ -333,11 +350,6 @@ class RiskCore:
         if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
             self._count("book_rows_rejected", bad)
         self.tops[b.symbol] = list(book.touch())
-        if self.cfg.deadman_market_data:
-            self._seen(f"md:{b.symbol}", ev.recv_ns)
-
-    def _on_bbo(self, ev: E.Sequenced, b: E.BestBidOffer) -> None:
-        self.tops[b.symbol] = [b.bid_px if b.bid_qty else 0, b.ask_px if b.ask_qty else 0]
         if self.cfg.deadman_market_data:
             self._seen(f"md:{b.symbol}", ev.recv_ns)
 

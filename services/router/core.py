@@ -56,6 +56,7 @@ from common.units import BUILTIN, SymbolTable
 NAME = "router"
 ROUTER_VENUE = "router"
 MS_NS = 10**6
+BEST_PEEK = 4  # feed levels read first for a venue's best level
 
 R_NO_VENUE = "no_venue"
 R_NO_LIQUIDITY = "no_liquidity"
@@ -65,6 +66,13 @@ R_CANCELLED = "cancelled"
 
 CMD_VENUE_DOWN = "venue-down"
 CMD_VENUE_UP = "venue-up"
+
+# The other body types apply() acts on besides market data; it ignores the rest (intents,
+# risk's rejections, order acks, ...).
+_ACTS_ON = frozenset((
+    E.Clock, E.RiskApproved, E.OrderFill, E.OrderCancelled, E.OrderExpired, E.OrderRejected, E.CancelIntent,
+    E.CancelAll, E.OperatorCommand,
+))  # fmt: skip
 
 __all__ = ["ALGOS", "NAME", "RouterCore"]
 
@@ -169,14 +177,14 @@ class RouterCore:
     def up_venues(self) -> list[VenueConfig]:
         return [v for v in self.venues.values() if not v.down and v.name not in self.down]
 
-    def venue_levels(self, venue: VenueConfig, symbol: str, side: int) -> list[tuple[int, int]]:
-        """The venue's levels on `side` (E.BUY = bids, E.SELL = asks), best first."""
+    def venue_levels(self, venue: VenueConfig, symbol: str, side: int, depth: int = 0) -> list[tuple[int, int]]:
+        """The venue's levels on `side` (E.BUY = bids, E.SELL = asks), best first, from the
+        feed's best `depth` levels (0 or more than depth_levels: depth_levels)."""
         tick, step = self._tick_step(symbol)
         book = self.books.get(symbol)
         if book is not None:
-            return book.venue_levels(
-                side == E.BUY, self.cfg.depth_levels, venue.price_offset_ticks * tick, venue.size_pct, step
-            )
+            n = min(depth, self.cfg.depth_levels) if depth else self.cfg.depth_levels
+            return book.venue_levels(side == E.BUY, n, venue.price_offset_ticks * tick, venue.size_pct, step)
         b = self.bbo.get(symbol)
         if b is None:
             return []
@@ -210,7 +218,10 @@ class RouterCore:
         opp = E.SELL if side == E.BUY else E.BUY
         best: tuple[int, str] | None = None
         for v in venues:
-            lv = self.venue_levels(v, symbol, opp)
+            # Only the best level counts: the top few feed levels nearly always hold it (a
+            # read of all depth_levels costs three times as much); if the venue's transform
+            # left none of them, the full read decides.
+            lv = self.venue_levels(v, symbol, opp, BEST_PEEK) or self.venue_levels(v, symbol, opp)
             if lv:
                 key = (self._cost_key(side, lv[0][0], v.fee_bps), v.name)
                 if best is None or key < best:
@@ -226,7 +237,12 @@ class RouterCore:
             self.now_ns = ev.recv_ns
         body = ev.body
         t = type(body)
-        out: list[E._Body] = []
+        # Market data (most of the stream) never makes an output: no output list for it.
+        if t is E.BestBidOffer:
+            self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
+            return []
+        if t is E.Trade:
+            return []
         if t is E.BookSnapshot or t is E.BookDelta:
             book = self.books.get(body.symbol)  # type: ignore[union-attr]
             if book is None:
@@ -234,9 +250,11 @@ class RouterCore:
             bad = book.apply_packed(body.bids, body.asks, t is E.BookSnapshot)  # type: ignore[union-attr]
             if bad:  # off the symbol's tick grid or beyond PX_MAX: the feed checks, so never expected
                 self._count("book_rows_rejected", bad)
-        elif t is E.BestBidOffer:
-            self.bbo[body.symbol] = [body.bid_px, body.bid_qty, body.ask_px, body.ask_qty]  # type: ignore[union-attr]
-        elif t is E.Clock:
+            return []
+        if t not in _ACTS_ON:
+            return []
+        out: list[E._Body] = []
+        if t is E.Clock:
             self._release_due(out)
         elif t is E.RiskApproved:
             halt = max(self.halts.get("", 0), self.halts.get(body.symbol, 0))  # type: ignore[union-attr]

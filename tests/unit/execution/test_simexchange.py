@@ -401,3 +401,10 @@ def test_book_rows_off_the_tick_grid_are_counted_not_applied() -> None:
     assert x.book("LOT") == ([(1_000, 10)], [(1_005, 10)])
     assert x.counters["book_rows_rejected"] == 1
     assert x.book("NOPE") == ([], [])  # a symbol it has no book of: empty, not an error
+
+
+def test_body_types_are_final() -> None:
+    # The simulated exchange, the execution core and common.venues test a body's type by
+    # identity (type(b) is / in), which equals isinstance() only while no body type is subclassed.
+    for cls in events._Body.__subclasses__():
+        assert not cls.__subclasses__(), f"{cls.__name__} is subclassed"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from common import events as E
 from common.core import canonical
 from services.router import RouterConfig, RouterCore, VenueConfig
-from services.router.core import split_lots, twap_sizes
+from services.router.core import BEST_PEEK, split_lots, twap_sizes
 
 BTC = "BTCUSDT"  # tick 1 pipette, step 1000 atoms
 SEC = 10**9
@@ -97,6 +97,26 @@ def test_best_venue_after_fees() -> None:
     assert split(r2.order(300_000, E.BUY)) == [("P.1", "sim-a", 300_000)]
     # ...but its richer bid wins a sell
     assert split(r2.order(300_000, E.SELL, oid="S")) == [("S.1", "sim-b", 300_000)]
+
+
+def test_best_venue_reads_past_levels_the_venue_drops() -> None:
+    # sim-b (60% size, step 1000) drops the first BEST_PEEK + 1 asks (1000 atoms -> 600 -> 0):
+    # its best is the feed's level after them, and after fees it beats sim-a's.
+    peek = BEST_PEEK + 1
+    asks = [(6_000_010 + 10 * i, 1000) for i in range(peek)] + [(6_000_010 + 10 * peek, 2_000_000)]
+    r = ready()
+    r.book(asks=asks)
+    assert r.core.venue_levels(VENUES[1], BTC, E.SELL)[0] == (6_000_011 + 10 * peek, 1_200_000)
+    assert split(r.order(300_000, E.BUY)) == [("P.1", "sim-b", 300_000)]
+    # ...unless depth_levels leaves that level out: then sim-b has no ask at all
+    r = ready(depth_levels=peek)
+    r.book(asks=asks)
+    assert r.core.venue_levels(VENUES[1], BTC, E.SELL) == []
+    assert split(r.order(300_000, E.BUY)) == [("P.1", "sim-a", 300_000)]
+    r = ready(depth_levels=BEST_PEEK - 1)  # a first read never goes deeper than depth_levels
+    r.book(asks=asks[2:])  # three dropped, the fourth level would do
+    assert r.core.venue_levels(VENUES[1], BTC, E.SELL) == []
+    assert split(r.order(300_000, E.BUY)) == [("P.1", "sim-a", 300_000)]
 
 
 @pytest.mark.parametrize("declared", [("sim-a", "sim-b"), ("sim-b", "sim-a")])
