@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"capture ({cap['input']}):\n  ours: {cap['events']:,} events in {cap['wall_s']} s = "
               f"{cap['events_per_s']:,} events/s ({cap['sequenced_per_s']:,} sequenced/s; "
               f"{cap['events_per_cpu_s']:,} events per CPU-s), "
-              f"{cap['orders']} orders, {cap['fills']} fills (raw JSON parsed inside the clock{', read ahead in a child process' if cap['input_read_ahead'] else ''})",
+              f"{cap['orders']} orders, {cap['fills']} fills (raw JSON parsed inside the clock"
+              f"{', read ahead in a child process' if cap['input_read_ahead'] else ''})",
               flush=True)  # fmt: skip
         pre = ours("capture_preloaded", CAPTURE)
         results["ours_capture_preloaded"] = pre

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from common import events
 from common.hotpath.venue import venue_levels_into, venue_sides_packed
-from tests.unit.hotpath._twin import pure_venue
 from common.router_config import VenueConfig
 from common.units import BUILTIN, SymbolSpec
 from common.venues import venue_levels, venue_market
+from tests.unit.hotpath._twin import pure_venue
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
