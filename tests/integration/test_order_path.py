@@ -57,6 +57,16 @@ def mesh_no_stale_limit():
     yield from _started({**SETTINGS, "risk": {**SETTINGS["risk"], "max_intent_age_ms": 0}})
 
 
+@pytest.fixture
+def mesh_short_stale_limit():
+    """Intents older than 250 ms when sequenced are stale. A kill -9 restart takes longer
+    than that on any machine (a new interpreter, its imports and the numba cache alone
+    take about 0.7 s here), so what the strategy decided while it was down always
+    reaches risk late; with the default 1 s a fast machine sometimes restarted in time
+    and the test had nothing to judge."""
+    yield from _started({**SETTINGS, "risk": {**SETTINGS["risk"], "max_intent_age_ms": 250}})
+
+
 def of_type(evs, t):
     return [e for e in evs if isinstance(e.body, t)]
 
@@ -167,7 +177,8 @@ def test_kill_switch_stops_every_order_and_survives_a_risk_restart(mesh_no_stale
         ) from None
 
 
-def test_strategy_restart_does_not_repeat_an_intent(mesh):
+def test_strategy_restart_does_not_repeat_an_intent(mesh_short_stale_limit):
+    mesh = mesh_short_stale_limit
     wait_for(lambda: len(of_type(mesh.events(), E.OrderIntent)) >= 20, 120, "intents")
     mesh.kill9("strategy")
     n_before = len(of_type(mesh.events(), E.OrderIntent))
