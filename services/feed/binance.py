@@ -426,6 +426,10 @@ class Normalizer:
         self._last_symbol = ""
         self._logged: collections.Counter[str] = collections.Counter()
         self._scratch = scratch()  # parse_levels' output, reused by every diff
+        # Load the kernel now (from numba's cache: ~0.3 s), not on the first diff: a live
+        # feed's first book would wait for it, and a backtest's read-ahead child would
+        # load it again after the fork instead of inheriting it.
+        parse_levels(b"[]", self._scratch, 0, 0, 1, True)
         self._normalize_hist = METRICS.stage("feed_normalize")  # one lookup, not one a message
 
     # ------------------------------------------------------------ accounting
