@@ -2,7 +2,8 @@
 
 Contract
 --------
-* Every function here is ``@kernel`` (``njit(cache=True, _nrt=False)``)
+* Every function here is ``@kernel`` (``njit(cache=True, _nrt=False)``; the
+  book's two per-event workhorses ``@inline_kernel``, the same inlined by numba)
   and takes only numpy int64 arrays, Python/numpy integers and (the packed
   book entry points) the events' own ``bytes`` of (price, qty) pairs; it returns
   integers (or a tuple of them). No floats anywhere, no allocation, no
@@ -473,10 +474,10 @@ def _place_level(book, q, cb, i, qty, blk, cnt, m, hi, lo):
 
 @kernel
 def _place_snapshot(book, lv, start, n):
-    """A snapshot's rows into a cleared book with the headers kept in registers
-    (each row a store and a block count), written once at the end. Returns rows rejected, or -1, with the book
-    left cleared, when a row lies above the window its side's first row placed
-    (the rows then need the general path)."""
+    """A snapshot's rows into a cleared book with the headers kept in registers (each
+    row a store; block counts added a block at a time), written once at the end.
+    Returns rows rejected, or -1, with the book left cleared, when a row lies above
+    the window its side's first row placed (the rows then need the general path)."""
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
     top = w - (w >> 2)

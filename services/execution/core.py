@@ -38,22 +38,16 @@ from common.units import SymbolTable
 from common.venues import venue_market
 from services.execution.livevenue import LiveVenue
 from services.execution.orders import OrderBook
-from services.execution.simexchange import SimExchange, advance_all
+from services.execution.simexchange import MARKET_TYPES, SimExchange, advance_all
 
 MS = 1_000_000
-MARKET = (events.BookSnapshot, events.BookDelta, events.Trade)
 REPORTS = (events.OrderAck, events.OrderFill, events.OrderCancelled, events.OrderRejected, events.OrderExpired)
-# Body types are final (the catalogue's tagged structs are never subclassed), so the hot
-# paths test a body's type by identity: isinstance() costs ~70 ns for every msgspec struct
-# type it does not match.
-_MARKET_TYPES = frozenset(MARKET)
+# Tested by type identity, as MARKET_TYPES (see simexchange).
 _REPORT_TYPES = frozenset(REPORTS)
 # Every body type apply() acts on (besides the live venue's own facts); for any other
 # (most of the stream: best bid/offer, clocks, the strategy's and risk's traffic) the
 # simulated venues only move their clocks.
-_ACTIVE = frozenset(
-    (*MARKET, events.ChildOrder, events.ChildCancel, events.OperatorCommand, events.CancelAll)
-)
+_ACTIVE = frozenset((*MARKET_TYPES, events.ChildOrder, events.ChildCancel, events.OperatorCommand, events.CancelAll))
 
 
 class ExecutionCore:
@@ -96,7 +90,7 @@ class ExecutionCore:
         if t not in _ACTIVE and (self.live is None or ev.source != self.live.name):
             reports = advance_all(self.venues.values(), now)
             return self._outputs(ev, reports) if reports else []
-        if t in _MARKET_TYPES:
+        if t in MARKET_TYPES:
             spec = self.symbols.get(b.symbol)
             if spec is not None:
                 for name, sim in self.venues.items():

@@ -106,9 +106,10 @@ Report = tuple[events._Body, int]
 
 _body_dec = msgspec.msgpack.Decoder(events.Body)
 
-# Tested by type identity (body types are final): isinstance() costs ~70 ns per msgspec
-# struct type it does not match.
-_MARKET = frozenset((events.BookSnapshot, events.BookDelta, events.Trade))
+# The market bodies a venue applies. Tested by type identity (body types are final, see
+# tests/unit/execution/test_simexchange.py): isinstance() costs ~70 ns per msgspec struct
+# type it does not match.
+MARKET_TYPES = frozenset((events.BookSnapshot, events.BookDelta, events.Trade))
 
 # kinds of in-flight items
 _ORDER, _CANCEL = "order", "cancel"
@@ -220,7 +221,7 @@ class SimExchange:
 
     # ------------------------------------------------------------ inputs
     def on_market(self, body: events._Body, event_ns: int) -> list[Report]:
-        if type(body) in _MARKET and self._known(body.symbol):  # type: ignore[attr-defined]
+        if type(body) in MARKET_TYPES and self._known(body.symbol):  # type: ignore[attr-defined]
             due = event_ns + self.feed_latency_ns
             inflight = self._inflight
             if due == event_ns and not self._feed and not (inflight and inflight[0][0] < due):

@@ -541,7 +541,7 @@ class Normalizer:
             elif b"@trade" in head:
                 if self._fast_trade(local_ns, payload, out):
                     return
-            elif b"@depth" in head and self._fast_diff(local_ns, payload, out):
+            elif (b"@depth@" in head or b'@depth"' in head) and self._fast_diff(local_ns, payload, out):
                 return
         try:
             msg = _json.decode(payload)
@@ -634,8 +634,6 @@ class Normalizer:
         if spec is None:
             return False
         prices, qtys = _memo(spec)
-        # A string the memo does not know goes through the checked way's own helper, in
-        # the checked way's order, so a bad one raises the very Reject it would raise there.
         bpx = prices.get(d.b)
         if bpx is None:
             bpx = _memo_price(spec, prices, d.b, zero_ok=True)
@@ -687,6 +685,8 @@ class Normalizer:
         spec = self._fast_spec(m.stream, "depth", d.s)
         if spec is None:
             return False
+        # (The levels never pass through the symbol's string memo here: nothing depends on
+        # what it holds, and best bid/offers and trades fill it themselves.)
         lv = self._scratch
         nb = parse_levels(bytes(d.b), lv, spec.price_scale, spec.qty_scale, spec.tick, True)
         if nb < 0:

@@ -60,8 +60,8 @@ def mesh_no_stale_limit():
 @pytest.fixture
 def mesh_short_stale_limit():
     """Intents older than 250 ms when sequenced are stale. A kill -9 restart takes longer
-    than that on any machine (a new interpreter, its imports and the numba cache alone
-    take about 0.7 s here), so what the strategy decided while it was down always
+    than that (a new interpreter, its imports and the numba cache alone took about 0.7 s
+    on the fastest machine this ran on), so what the strategy decided while it was down always
     reaches risk late; with the default 1 s a fast machine sometimes restarted in time
     and the test had nothing to judge."""
     yield from _started({**SETTINGS, "risk": {**SETTINGS["risk"], "max_intent_age_ms": 250}})
