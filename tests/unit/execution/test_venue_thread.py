@@ -55,3 +55,25 @@ def test_stop_finishes_what_was_queued_first():
         w.submit(lambda i=i: (time.sleep(0.01), w.emit([i])))
     assert w.stop(5.0)
     assert w.drain() == [0, 1, 2, 3, 4]
+
+
+def test_idle_work_runs_under_a_backlog_of_tasks():
+    """The user-data stream (fills) is polled in the idle work: a queue that never empties
+    (requotes arriving faster than the venue answers) must not hold it back. 100 tasks of
+    5 ms each keep the queue busy for about 0.5 s; with idle_s = 0.02 the idle work must
+    run many times before the last task is done, not only after it."""
+    idle_at: list[float] = []
+    done_at: list[float] = []
+    w = VenueThread("t", lambda: idle_at.append(time.monotonic()), idle_s=0.02)
+    try:
+        gate = threading.Event()
+        w.submit(lambda: gate.wait(5.0))  # hold the thread until the whole backlog is queued
+        for _ in range(100):
+            w.submit(lambda: (time.sleep(0.005), done_at.append(time.monotonic())))
+        idle_at.clear()
+        gate.set()
+        assert wait_until(lambda: len(done_at) == 100)
+        during = [t for t in idle_at if t < done_at[-1]]
+        assert len(during) >= 5, f"idle work ran {len(during)} times during a ~0.5 s backlog"
+    finally:
+        assert w.stop(5.0)
