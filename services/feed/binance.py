@@ -28,7 +28,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -343,11 +343,6 @@ class _DiffData(msgspec.Struct):
     s: str | None = None
 
 
-class _DiffMessage(msgspec.Struct):
-    stream: str
-    data: _DiffData
-
-
 class _BboData(msgspec.Struct):
     u: int
     b: str
@@ -357,11 +352,6 @@ class _BboData(msgspec.Struct):
     s: str | None = None
     E: int | None = None
     T: int | None = None
-
-
-class _BboMessage(msgspec.Struct):
-    stream: str
-    data: _BboData
 
 
 class _TradeData(msgspec.Struct):
@@ -375,14 +365,19 @@ class _TradeData(msgspec.Struct):
     E: int | None = None
 
 
-class _TradeMessage(msgspec.Struct):
+_Data = TypeVar("_Data")
+
+
+class _Message(msgspec.Struct, Generic[_Data]):
+    """A combined-stream message: the stream's name and its data, typed per kind."""
+
     stream: str
-    data: _TradeData
+    data: _Data
 
 
-_diff_dec = msgspec.json.Decoder(_DiffMessage)
-_bbo_dec = msgspec.json.Decoder(_BboMessage)
-_trade_dec = msgspec.json.Decoder(_TradeMessage)
+_diff_dec = msgspec.json.Decoder(_Message[_DiffData])
+_bbo_dec = msgspec.json.Decoder(_Message[_BboData])
+_trade_dec = msgspec.json.Decoder(_Message[_TradeData])
 
 
 class DepthSync:
@@ -705,11 +700,7 @@ class Normalizer:
             list(zip(fa[::2], fa[1::2], strict=True)),
             (bids.tobytes(), asks.tobytes()),
         )
-        s = self.sync(spec.symbol)
-        if s.state == AWAITING:
-            self._buffer(s, diff)
-        else:
-            self._apply(s, spec, diff, out)
+        self._take_diff(spec, diff, out)
         return True
 
     # ------------------------------------------------------------ message kinds
@@ -809,7 +800,10 @@ class Normalizer:
             raise Reject(R_BAD_IDS, f"U={first} > u={last}")
         bids = _levels(spec, _field(d, "b"), allow_zero=True)
         asks = _levels(spec, _field(d, "a"), allow_zero=True)
-        diff = _Diff(_opt_ms(d, "E") or local_ns, first, last, bids, asks)
+        self._take_diff(spec, _Diff(_opt_ms(d, "E") or local_ns, first, last, bids, asks), out)
+
+    def _take_diff(self, spec: SymbolSpec, diff: _Diff, out: list[Item]) -> None:
+        """A parsed diff: buffered until its symbol's book is synced, else applied."""
         s = self.sync(spec.symbol)
         if s.state == AWAITING:
             self._buffer(s, diff)
