@@ -82,10 +82,13 @@ def closed_walk(n, rng, step=4):
 def gen_book_events(depth, n, seed):
     """A pool of n events (a closed random walk of the mid, so the pool can
     be replayed in a cycle). Per event: a delta rewriting a depth-level
-    ladder per side around the mid (new qty everywhere), in price order
-    from the touch as Binance lists them, after the removals of the levels
-    that left the ladder, so the book holds `depth` levels a side
-    throughout."""
+    ladder per side around the mid (new qty everywhere) and removing the
+    levels that left it, so the book holds `depth` levels a side
+    throughout. Rows are laid out as a Binance diff lists them and the feed
+    passes them on (its packed bids, then its packed asks): all bids, best
+    first, then all asks, best first, removals in their price place. (Until
+    2026-11-27 the bid and ask rows alternated, which no diff does; the
+    README's older figures were taken that way.)"""
     rng = np.random.default_rng(seed)
     mid = 7_322_350
     rows = []
@@ -104,13 +107,14 @@ def gen_book_events(depth, n, seed):
         bids = {mid - 1 - i for i in range(depth)}
         asks = {mid + 1 + i for i in range(depth)}
         starts[e] = r
+        new_b = {mid - 1 - i: int(rng.integers(1_000_000, 50_000_000)) for i in range(depth)}
+        new_a = {mid + 1 + i: int(rng.integers(1_000_000, 50_000_000)) for i in range(depth)}
         for px in sorted(prev_bids - bids):
-            rows.append((D.SIDE_BID, px, 0))
+            new_b[px] = 0
         for px in sorted(prev_asks - asks):
-            rows.append((D.SIDE_ASK, px, 0))
-        for i in range(depth):
-            rows.append((D.SIDE_BID, mid - 1 - i, int(rng.integers(1_000_000, 50_000_000))))
-            rows.append((D.SIDE_ASK, mid + 1 + i, int(rng.integers(1_000_000, 50_000_000))))
+            new_a[px] = 0
+        rows.extend((D.SIDE_BID, px, q) for px, q in sorted(new_b.items(), reverse=True))
+        rows.extend((D.SIDE_ASK, px, q) for px, q in sorted(new_a.items()))
         counts[e] = len(rows) - r
         r = len(rows)
         prev_bids, prev_asks = bids, asks

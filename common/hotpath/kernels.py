@@ -38,6 +38,11 @@ Fixed-point scales (every one used here)
   (pipettes * 1_000); variance S_VAR: EMA of (d fair)^2 in
   milli-pipettes^2 (pipettes^2 * 1_000), |d fair| clamped to 2**15
   pipettes before squaring; S_DT: EMA of the gap between book updates, ns.
+  S_VAR and S_DT feed the A-S model only and are kept only when P_MODEL is
+  A-S (under MM they stay 0: no book update pays for what no quote reads).
+* S_MULT_BPS is the multiplier of the last quote: it is computed when a
+  quote is made, from the VPIN and S_VOL of that moment (both kept on every
+  event), not on every event; ``spread_mult_bps`` gives the current one.
 * A-S gamma P_AS_GAMMA_PPM and kappa (P_AS_KAPPA_PPM, S_AS_KAPPA): per
   pipette, ppm. Inventory q of A-S is in lots of P_ORDER_QTY, as ppm.
 * ln() is a deterministic Q30 fixed-point routine (30 fractional bits,
@@ -559,18 +564,18 @@ def _store_level(book, q, cb, i, qty, n, best, low, dirty):
     """Store qty at slot i (book index q) of a side whose block counts start at cb,
     given the side's level count, best, low bound and best-removed flag in registers;
     returns them updated."""
-    old = book[q]
-    book[q] = qty
+    old = book[np.uint64(q)]
+    book[np.uint64(q)] = qty
     if old == 0:
         if qty > 0:
-            book[cb + (i >> 6)] += 1
+            book[np.uint64(cb + (i >> 6))] += 1
             n += 1
             if i > best:
                 best = i
             if i < low:
                 low = i
     elif qty == 0:
-        book[cb + (i >> 6)] -= 1
+        book[np.uint64(cb + (i >> 6))] -= 1
         n -= 1
         if i == best:
             dirty = 1
@@ -578,54 +583,69 @@ def _store_level(book, q, cb, i, qty, n, best, low, dirty):
 
 
 @inline_kernel
+def _side_run(book, lv, r, end, side, w, tick, bad, dirty):
+    """Rows r.. of a delta while they are for `side` (or rejected), with that side's
+    header in registers. Returns (next row, rows rejected, best removed, stop): stop
+    when a row needs book_apply_rows' general loop (the side is empty, or the row
+    is outside its window)."""
+    key0 = book[BK_KEY0 + side]
+    n = book[BK_N + side]
+    best = book[BK_BEST + side]
+    low = book[BK_LOW + side]
+    q = BK_Q + side * w
+    cb = BK_Q + 2 * w + side * (w >> 6)
+    stop = 0
+    while r < end:
+        s, px, qty = _row(lv, r, tick)
+        if s != side:
+            if s >= 0:
+                break  # the other side's rows: back to the caller
+            bad += 1
+            r += 1
+            continue
+        i = _slot((px if side == SIDE_BID else -px) - key0, tick)
+        if n == 0 or i < 0 or i >= w:
+            stop = 1
+            break
+        n, best, low, dirty = _store_level(book, q + i, cb, i, qty, n, best, low, dirty)
+        r += 1
+    book[BK_N + side] = n
+    book[BK_BEST + side] = best
+    book[BK_LOW + side] = low
+    return r, bad, dirty, stop
+
+
+@inline_kernel
 def _delta_rows(book, lv, start, end):
-    """The common rows of a delta, start..end, with the sides' headers in registers:
-    each row one store at its slot (and a block count when a level appears or
-    goes). Stops at the first row that needs book_apply_rows' general loop (a
-    row for an empty side, or outside its side's window), headers written back.
-    Returns (next row, rows rejected, bid best removed, ask best removed).
+    """The common rows of a delta, start..end: each row one store at its slot (and a
+    block count when a level appears or goes). A run of rows for one side (a diff
+    lists its bids, then its asks) is applied with that side's header in registers.
+    Stops at the first row that needs book_apply_rows' general loop (a row for an
+    empty side, or outside its side's window), headers written back. Returns (next
+    row, rows rejected, bid best removed, ask best removed).
 
     Why a second loop: the general one reloads and stores the headers around
     every row (the row's store into the same array may alias them, so LLVM
     cannot keep them in registers); this one made a depth-20 diff's rows about
-    a third cheaper."""
+    a third cheaper, and one side at a time keeps fewer values live than both."""
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
-    key0_b = book[BK_KEY0]
-    key0_a = book[BK_KEY0 + 1]
-    n_b = book[BK_N]
-    n_a = book[BK_N + 1]
-    best_b = book[BK_BEST]
-    best_a = book[BK_BEST + 1]
-    low_b = book[BK_LOW]
-    low_a = book[BK_LOW + 1]
-    cb_b = BK_Q + 2 * w  # each side's first block count
-    cb_a = cb_b + (w >> 6)
     bad = 0
     dirty_b = 0
     dirty_a = 0
     r = start
     while r < end:
-        side, px, qty = _row(lv, r, tick)
-        if side < 0:
-            bad += 1
-        elif side == SIDE_BID:
-            i = _slot(px - key0_b, tick)
-            if n_b == 0 or i < 0 or i >= w:
-                break
-            n_b, best_b, low_b, dirty_b = _store_level(book, BK_Q + i, cb_b, i, qty, n_b, best_b, low_b, dirty_b)
+        side = lv[np.uint64(r), LV_SIDE]
+        if side == SIDE_BID:
+            r, bad, dirty_b, stop = _side_run(book, lv, r, end, SIDE_BID, w, tick, bad, dirty_b)
+        elif side == SIDE_ASK:
+            r, bad, dirty_a, stop = _side_run(book, lv, r, end, SIDE_ASK, w, tick, bad, dirty_a)
         else:
-            i = _slot(-px - key0_a, tick)
-            if n_a == 0 or i < 0 or i >= w:
-                break
-            n_a, best_a, low_a, dirty_a = _store_level(book, BK_Q + w + i, cb_a, i, qty, n_a, best_a, low_a, dirty_a)
-        r += 1
-    book[BK_N] = n_b
-    book[BK_N + 1] = n_a
-    book[BK_BEST] = best_b
-    book[BK_BEST + 1] = best_a
-    book[BK_LOW] = low_b
-    book[BK_LOW + 1] = low_a
+            bad += 1
+            r += 1
+            continue
+        if stop:
+            break
     return r, bad, dirty_b, dirty_a
 
 
@@ -805,25 +825,30 @@ def book_top_into(book, side, n, out):
     return k
 
 
-@kernel
+@inline_kernel
 def _side_sum(book, side, levels, weighted):
     """Sum over the best `levels` levels of a side of qty_k, times (levels - k) when
-    weighted (saturating)."""
+    weighted. It needs no saturation test: a level holds at most QTY_MAX = 2**50
+    and the weights of MP_LEVELS_MAX = 64 levels sum to 2,080 < 2**11, so the sum
+    stays below 2**61. Slots are read unsigned (no wraparound test), and the
+    next level is looked for one slot down first, as a liquid book near the
+    touch has one at every tick."""
     q = BK_Q + side * book[BK_SLOTS]
     i = book[BK_BEST + side]
     v = 0
     k = 0
     while i >= 0 and k < levels:
-        v += (levels - k if weighted else 1) * book[q + i]
-        if v > I64_SAT:
-            v = I64_SAT
+        v += (levels - k if weighted else 1) * book[np.uint64(q + i)]
         k += 1
         if k < levels:
-            i = _next_level(book, side, i)
+            if i > 0 and book[np.uint64(q + i - 1)] != 0:
+                i = i - 1
+            else:
+                i = _next_below(book, side, i)
     return v
 
 
-@kernel
+@inline_kernel
 def weighted_vols(book, levels):
     """(B, A): qty weighted (levels - i) at level i, top `levels` levels."""
     if levels < 1:
@@ -841,7 +866,7 @@ def microprice(book, levels):
     return fair_and_imbalance(book, levels)[0]
 
 
-@kernel
+@inline_kernel
 def fair_and_imbalance(book, levels):
     """(microprice(book, levels), imbalance_bps(book, levels)) from one
     pass over the weighted volumes; (NO_PRICE, 0) on an invalid book."""
@@ -864,7 +889,7 @@ def imbalance_bps(book, levels):
     return _imbalance(bv, av, total)
 
 
-@kernel
+@inline_kernel
 def _sat_vols(book, levels):
     """Weighted volumes halved together when their sum would leave int64."""
     bv, av = weighted_vols(book, levels)
@@ -923,11 +948,12 @@ def update_fair_stats(state, params, fair, ts):
         first = state[S_N_SAMPLES] == 0
         dv = d if d < VOL_DELTA_MAX else VOL_DELTA_MAX
         state[S_VOL] = _ema(state[S_VOL], dv * VOL_SCALE, alpha, first)
-        dq = d if d < VAR_DELTA_MAX else VAR_DELTA_MAX
-        state[S_VAR] = _ema(state[S_VAR], dq * dq * VAR_SCALE, alpha, first)
-        dt = ts - state[S_LAST_TS]
-        dt = _clamp(dt, 0, DT_MAX_NS)
-        state[S_DT] = _ema(state[S_DT], dt, alpha, first)
+        if params[P_MODEL] == MODEL_AS:
+            dq = d if d < VAR_DELTA_MAX else VAR_DELTA_MAX
+            state[S_VAR] = _ema(state[S_VAR], dq * dq * VAR_SCALE, alpha, first)
+            dt = ts - state[S_LAST_TS]
+            dt = _clamp(dt, 0, DT_MAX_NS)
+            state[S_DT] = _ema(state[S_DT], dt, alpha, first)
         state[S_N_SAMPLES] += 1
     if fair != NO_PRICE:
         state[S_FAIR] = fair
@@ -997,8 +1023,12 @@ def as_terms(state, params, kappa_ppm):
 
 @kernel
 def _centre_width(state, params, fair):
-    """(centre x2 in half-pipettes, full width in pipettes) for P_MODEL."""
-    mult = state[S_MULT_BPS]
+    """(centre x2 in half-pipettes, full width in pipettes) for P_MODEL. The spread
+    multiplier is computed here, from the VPIN and volatility of this moment, and
+    kept in S_MULT_BPS: only a quote reads it, so book updates and trades (most
+    events) do not pay its division."""
+    mult = spread_mult_bps(state[S_VPIN_BPS], state[S_VOL], params)
+    state[S_MULT_BPS] = mult
     pos = state[S_POSITION]
     if params[P_MODEL] == MODEL_AS:
         kappa = as_kappa_ppm(state, params)
@@ -1144,7 +1174,6 @@ def _on_book(state, book, params, lv, start, n, ts, snapshot):
     update_fair_stats(state, params, fair, ts)
     if fair != NO_PRICE:
         state[S_IMB_BPS] = imb
-    state[S_MULT_BPS] = spread_mult_bps(state[S_VPIN_BPS], state[S_VOL], params)
     if state[S_TOXIC] != 0:
         if state[S_HAVE_QUOTE] != 0:
             return _cancel_all(state)
@@ -1239,7 +1268,7 @@ def on_book_packed(state, book, params, lv, bids, asks, ts, snapshot):
 
 @kernel
 def on_trade(state, book, params, px, qty, buyer_is_maker, ts):
-    """Feed one public trade: VPIN ring, distance histogram, multiplier.
+    """Feed one public trade: VPIN ring, distance histogram, toxicity.
     Returns ACT_CANCEL_ALL when flow turns toxic with quotes live."""
     if qty <= 0:
         return ACT_NONE
@@ -1286,7 +1315,6 @@ def on_trade(state, book, params, px, qty, buyer_is_maker, ts):
     state[S_N_TRADES] += 1
     v = vpin_bps(state[S_BUY_VOL], state[S_SELL_VOL])
     state[S_VPIN_BPS] = v
-    state[S_MULT_BPS] = spread_mult_bps(v, state[S_VOL], params)
     toxic = state[S_RING_N] >= params[P_MIN_TRADES] and v >= params[P_TOXIC_BPS]
     if toxic:
         state[S_TOXIC] = 1

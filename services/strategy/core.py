@@ -254,13 +254,15 @@ class StrategyCore:
 
     def inspect(self, symbol: str) -> dict[str, int]:
         """The numbers a person watching the strategy wants (dashboard, tests)."""
-        st = self.books[symbol].state
+        sb = self.books[symbol]
+        st = sb.state
         return {
             "fair": int(st[D.S_FAIR]),
             "imbalance_bps": int(st[D.S_IMB_BPS]),
             "vpin_bps": int(st[D.S_VPIN_BPS]),
             "vol_milli": int(st[D.S_VOL]),
-            "spread_mult_bps": int(st[D.S_MULT_BPS]),
+            # the multiplier a quote made now would use (the state keeps the last quote's)
+            "spread_mult_bps": int(kernels.spread_mult_bps(st[D.S_VPIN_BPS], st[D.S_VOL], sb.params)),
             "position": int(st[D.S_POSITION]),
             "toxic": int(st[D.S_TOXIC]),
             "quotes": int(st[D.S_N_QUOTES]),

@@ -161,8 +161,9 @@ def test_vpin_aggressor_side_and_rolling_window():
     assert s[D.S_RING_N] == 4
 
 
-def test_vol_and_variance_ema():
-    p = default_params(ema_alpha_ppm=500_000, warmup=100)
+@pytest.mark.parametrize("model", [D.MODEL_MM, D.MODEL_AS])
+def test_vol_and_variance_ema(model):
+    p = default_params(ema_alpha_ppm=500_000, warmup=100, model=model)
     s, b = new_state(), new_book()
     fairs = []
     for i, mid in enumerate([100_000, 100_010, 100_010, 100_004]):
@@ -171,9 +172,13 @@ def test_vol_and_variance_ema():
     assert fairs == [100_000, 100_010, 100_010, 100_004]
     # |d| = 10, 0, 6: vol seeded 10_000, then 5_000, then 5_500 (milli)
     assert s[D.S_VOL] == 5_500
-    # d^2*1000 = 100_000, 0, 36_000: 100_000 -> 50_000 -> 43_000
-    assert s[D.S_VAR] == 43_000
-    assert s[D.S_DT] == 1_000
+    if model == D.MODEL_AS:
+        # d^2*1000 = 100_000, 0, 36_000: 100_000 -> 50_000 -> 43_000
+        assert s[D.S_VAR] == 43_000
+        assert s[D.S_DT] == 1_000
+    else:  # only the A-S model reads them, so the MM model does not keep them
+        assert s[D.S_VAR] == 0
+        assert s[D.S_DT] == 0
 
 
 def test_spread_multiplier_components_and_cap():
@@ -192,6 +197,25 @@ def test_multiplier_widens_quote():
     assert feed(s, b, p, *wide_book()) == D.ACT_QUOTE
     # half = 10 * 1.5 = 15
     assert quote(s)[0] == 99_985 and quote(s)[2] == 100_015
+
+
+def test_a_quote_uses_the_multiplier_of_its_moment_and_keeps_it():
+    """The multiplier is made when a quote is: trades after a quote change VPIN
+    (and so the multiplier a quote would use now) but not the last quote's."""
+    p = default_params(warmup=0, cooldown=0, min_trades=1000, vpin_window=20)
+    s, b = new_state(), new_book()
+    assert feed(s, b, p, *wide_book()) == D.ACT_QUOTE
+    assert s[D.S_MULT_BPS] == 10_000 and quote(s)[0] == 99_990  # half 10
+    for _ in range(3):  # sells: VPIN 10_000 bps -> 2x (never toxic: min_trades)
+        assert K.on_trade(s, b, p, 99_950, 1_000, 1, 0) == D.ACT_NONE
+    assert s[D.S_VPIN_BPS] == 10_000
+    assert s[D.S_MULT_BPS] == 10_000  # still the last quote's
+    assert K.spread_mult_bps(s[D.S_VPIN_BPS], s[D.S_VOL], p) == 20_000  # what a quote would use now
+    assert feed(s, b, p, *wide_book(100_020)) == D.ACT_QUOTE  # fair moved 20 > 5: requote
+    assert s[D.S_MULT_BPS] == K.spread_mult_bps(s[D.S_VPIN_BPS], s[D.S_VOL], p)
+    mult = int(s[D.S_MULT_BPS])
+    assert mult > 20_000  # VPIN 2x plus the volatility of the 20-pipette move
+    assert s[D.S_WIDTH2] == 2 * 10 * mult // 10_000
 
 
 def test_toxic_flow_pulls_every_quote_and_recovers():
