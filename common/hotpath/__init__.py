@@ -184,8 +184,9 @@ def book_load(book: np.ndarray, data: list[bytes]) -> None:
 def book_restore(book: np.ndarray, hdr: np.ndarray, sides: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Set `book` to header `hdr` with, per side, levels (slots, quantities): the exact book
     a state was taken of (header included, so its hash is the same). Checked first: the
-    geometry matches, slots are in the window and distinct, quantities positive, and the
-    header's count, best and low bound agree with them; ValueError leaves `book` unchanged."""
+    geometry matches, slots are in the window and distinct, quantities in 1..QTY_MAX (as
+    every row is clamped: the fair value's sums rely on it), and the header's count, best
+    and low bound agree with them; ValueError leaves `book` unchanged."""
     hdr = np.asarray(hdr, dtype=np.int64)
     w, tick = int(book[dtypes.BK_SLOTS]), int(book[dtypes.BK_TICK])
     if hdr.shape != (dtypes.BK_HDR_LEN,) or int(hdr[dtypes.BK_SLOTS]) != w or int(hdr[dtypes.BK_TICK]) != tick:
@@ -193,7 +194,8 @@ def book_restore(book: np.ndarray, hdr: np.ndarray, sides: list[tuple[np.ndarray
         raise ValueError(f"book of {got}; this one has {w} slots, tick {tick}")
     for side, (idx, qty) in enumerate(sides):
         n, best, low = (int(hdr[f + side]) for f in (dtypes.BK_N, dtypes.BK_BEST, dtypes.BK_LOW))
-        ok = len(idx) == len(qty) == n and (qty > 0).all() and len(np.unique(idx)) == n
+        ok = len(idx) == len(qty) == n and (qty > 0).all() and (qty <= dtypes.QTY_MAX).all()
+        ok = ok and len(np.unique(idx)) == n
         if n:
             ok = ok and 0 <= int(idx.min()) and int(idx.max()) == best < w and low <= int(idx.min())
         else:

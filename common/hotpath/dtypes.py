@@ -209,7 +209,7 @@ S_RING_HEAD = 15  # next ring slot
 S_RING_N = 16  # trades in the ring
 S_K_N = 17  # trades counted in the distance histogram
 S_K_SUM = 18  # sum of (2*d + 1) over those trades (d in ticks)
-S_MULT_BPS = 19  # spread multiplier of the last quote, bps (made at quote time)
+S_MULT_BPS = 19  # spread multiplier of the last quote attempt, bps (made at quote time)
 S_TOXIC = 20  # 1 while VPIN >= threshold (quotes pulled)
 S_POSITION = 21  # inventory, atoms
 S_CLAMPED = 22  # atoms of sells beyond holdings, clamped (spot)

@@ -3,7 +3,7 @@
 Contract
 --------
 * Every function here is ``@kernel`` (``njit(cache=True, _nrt=False)``; the
-  book's two per-event workhorses ``@inline_kernel``, the same inlined by numba)
+  the per-event book and fair-value steps ``@inline_kernel``, the same inlined by numba)
   and takes only numpy int64 arrays, Python/numpy integers and (the packed
   book entry points) the events' own ``bytes`` of (price, qty) pairs; it returns
   integers (or a tuple of them). No floats anywhere, no allocation, no
@@ -40,9 +40,14 @@ Fixed-point scales (every one used here)
   pipettes before squaring; S_DT: EMA of the gap between book updates, ns.
   S_VAR and S_DT feed the A-S model only and are kept only when P_MODEL is
   A-S (under MM they stay 0: no book update pays for what no quote reads).
-* S_MULT_BPS is the multiplier of the last quote: it is computed when a
-  quote is made, from the VPIN and S_VOL of that moment (both kept on every
-  event), not on every event; ``spread_mult_bps`` gives the current one.
+* S_MULT_BPS is the multiplier of the last quote attempt: it is computed
+  when a quote is made (or tried: no side may have size), from the VPIN and
+  S_VOL of that moment (both kept on every event), not on every event;
+  ``spread_mult_bps`` gives the current one.
+* Switching P_MODEL from MM to A-S on a state that ran under MM starts
+  S_VAR and S_DT from 0 (not re-seeded: samples were taken), so A-S widths
+  are narrow until those EMAs warm up (about 1e6 / P_EMA_ALPHA_PPM book
+  updates: 20 at the default); replay from the start of the log to avoid it.
 * A-S gamma P_AS_GAMMA_PPM and kappa (P_AS_KAPPA_PPM, S_AS_KAPPA): per
   pipette, ppm. Inventory q of A-S is in lots of P_ORDER_QTY, as ppm.
 * ln() is a deterministic Q30 fixed-point routine (30 fractional bits,
@@ -803,8 +808,21 @@ def spread(book):
 
 @kernel
 def depth_qty(book, side, levels):
-    """Total qty of the best `levels` levels of a side (saturating)."""
-    return _side_sum(book, side, levels, 0)
+    """Total qty of the best `levels` levels of a side, saturating at I64_SAT (any
+    number of levels: unlike the microprice's sums, which read at most
+    MP_LEVELS_MAX)."""
+    q = BK_Q + side * book[BK_SLOTS]
+    i = book[BK_BEST + side]
+    v = 0
+    k = 0
+    while i >= 0 and k < levels:
+        v += book[q + i]
+        if v > I64_SAT:
+            v = I64_SAT
+        k += 1
+        if k < levels:
+            i = _next_level(book, side, i)
+    return v
 
 
 @kernel
@@ -828,9 +846,10 @@ def book_top_into(book, side, n, out):
 @inline_kernel
 def _side_sum(book, side, levels, weighted):
     """Sum over the best `levels` levels of a side of qty_k, times (levels - k) when
-    weighted. It needs no saturation test: a level holds at most QTY_MAX = 2**50
-    and the weights of MP_LEVELS_MAX = 64 levels sum to 2,080 < 2**11, so the sum
-    stays below 2**61. Slots are read unsigned (no wraparound test), and the
+    weighted, for levels <= MP_LEVELS_MAX (weighted_vols clamps it). It needs no
+    saturation test: a level holds at most QTY_MAX = 2**50 (every row is clamped,
+    and book_restore refuses more) and the weights of MP_LEVELS_MAX = 64 levels
+    sum to 2,080 < 2**12, so the sum stays below 2**62 = I64_SAT. Slots are read unsigned (no wraparound test), and the
     next level is looked for one slot down first, as a liquid book near the
     touch has one at every tick."""
     q = BK_Q + side * book[BK_SLOTS]
@@ -1193,8 +1212,8 @@ def on_book_snapshot(state, book, params, lv, start, n, ts):
 
 @kernel
 def on_book_delta(state, book, params, lv, start, n, ts):
-    """Apply rows lv[start:start+n] (qty 0 removes), recompute fair value,
-    vol, multiplier; requote if the rule allows. Returns an action."""
+    """Apply rows lv[start:start+n] (qty 0 removes), recompute fair value and
+    vol; requote if the rule allows. Returns an action."""
     return _on_book(state, book, params, lv, start, n, ts, 0)
 
 

@@ -256,6 +256,7 @@ def test_book_load_refuses_inconsistent_data_and_leaves_the_book_alone():
     for bad in (
         [good[0], (bids + [[200, 0]]).tobytes(), good[2]],  # a slot beyond the window
         [good[0], (bids * [[1, 0]]).tobytes(), good[2]],  # a zero quantity
+        [good[0], (bids * [[1, 0]] + [[0, D.QTY_MAX + 1]]).tobytes(), good[2]],  # above what a row may hold
         [hdr.tobytes()[:-8], good[1], good[2]],  # a torn header
         [good[0], good[1]],  # a side missing
     ):
@@ -266,3 +267,15 @@ def test_book_load_refuses_inconsistent_data_and_leaves_the_book_alone():
         else:
             raise AssertionError("loaded inconsistent book data")
         assert np.array_equal(target, before)
+
+
+def test_depth_qty_saturates_however_many_levels_it_sums():
+    """The microprice's sums read at most MP_LEVELS_MAX levels (so they cannot leave
+    int64); depth_qty reads any number, so it saturates at I64_SAT."""
+    for kernels in (K, pure()):
+        b = new_book(16_384)
+        _apply(kernels, b, [(BID, 10_000 + i, D.QTY_MAX) for i in range(9_000)])
+        assert kernels.depth_qty(b, BID, 9_000) == D.I64_SAT
+        assert kernels.depth_qty(b, BID, 3) == 3 * D.QTY_MAX
+        bv, _ = kernels.weighted_vols(b, D.MP_LEVELS_MAX)  # the largest weighted sum there is
+        assert bv == 2_080 * D.QTY_MAX < D.I64_SAT

@@ -85,9 +85,6 @@ def gen_stream(seed, n_events, tick):
     return ev, lv
 
 
-
-
-
 def step(state, book, params, ev, lv, i):
     k, ts, a, b, c = (int(x) for x in ev[i])
     if k == D.EVK_DELTA:
