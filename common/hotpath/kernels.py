@@ -3,7 +3,7 @@
 Contract
 --------
 * Every function here is ``@kernel`` (``njit(cache=True, _nrt=False)``; the
-  the per-event book and fair-value steps ``@inline_kernel``, the same inlined by numba)
+  per-event book and fair-value steps ``@inline_kernel``, the same inlined by numba)
   and takes only numpy int64 arrays, Python/numpy integers and (the packed
   book entry points) the events' own ``bytes`` of (price, qty) pairs; it returns
   integers (or a tuple of them). No floats anywhere, no allocation, no

@@ -405,7 +405,6 @@ def test_ln_q30_matches_log():
 def as_state(var=25_000, dt=100_000_000, position=0):
     s = new_state()
     s[D.S_VAR], s[D.S_DT], s[D.S_N_SAMPLES], s[D.S_POSITION] = var, dt, 1, position
-    s[D.S_MULT_BPS] = 10_000
     return s
 
 
