@@ -349,10 +349,10 @@ def _clear_side(book, side):
         low = book[BK_LOW + side]
         q = BK_Q + side * book[BK_SLOTS]
         for i in range(low, best + 1):
-            book[q + i] = 0
+            book[np.uint64(q + i)] = 0
         cb = _blocks(book, side)
         for k in range(low >> 6, (best >> 6) + 1):
-            book[cb + k] = 0
+            book[np.uint64(cb + k)] = 0
     book[BK_BEST + side] = -1
     book[BK_N + side] = 0
     book[BK_LOW + side] = book[BK_SLOTS]
@@ -460,101 +460,102 @@ def _row(lv, r, tick):
     return side, px, qty
 
 
-@kernel
-def _place_level(book, q, cb, i, qty, blk, cnt, m, hi, lo):
-    """Place a snapshot row's qty at slot i (book index q) of a cleared side whose
-    block counts start at cb. The side's pending block (blk, with cnt new levels not
-    yet added to its count), levels placed m and slot range [lo, hi] are in
-    registers; returns them updated."""
-    if book[q] == 0:  # else a repeated price: its last row wins
+@inline_kernel
+def _place_run(book, lv, r, end, side, w, tick, bad):
+    """Rows r.. of a snapshot while they are for `side` (or rejected), placed into the
+    cleared side with its header in registers (each row a store; block counts added a
+    block at a time), the header written back at the end. Returns (next row, rows
+    rejected, fail): fail when a row lies above the window its side's first row
+    placed (the caller then clears the book and takes the general path)."""
+    top = w - (w >> 2)
+    key0 = book[BK_KEY0 + side]
+    hi = book[BK_BEST + side]
+    lo = book[BK_LOW + side]
+    m = book[BK_N + side]
+    q = BK_Q + side * w
+    cb = BK_Q + 2 * w + side * (w >> 6)
+    # New levels are counted into the block counts one block at a time (a best-first
+    # snapshot fills a block before it moves to the next): counting each row in memory
+    # chained every row of a block through a store and a load.
+    blk = -1
+    cnt = 0
+    fail = 0
+    while r < end:
+        s, px, qty = _row(lv, r, tick)
+        if s != side:
+            if s >= 0:
+                break  # the other side's rows: back to the caller
+            bad += 1
+            r += 1
+            continue
+        r += 1
+        if qty == 0:
+            continue
+        key = px if side == SIDE_BID else -px
+        if hi < 0:
+            key0 = key - top * tick  # the side's first level: its window goes here
+        i = _slot(key - key0, tick)
+        if i >= w:
+            fail = 1
+            break
+        if i < 0:
+            book[BK_DROPPED + side] += 1
+            continue
+        if i < lo:  # below every level placed so far: a new one (the best-first case, with no load)
+            lo = i
+            if hi < 0:
+                hi = i
+        elif book[np.uint64(q + i)] != 0:  # a repeated price: its last row wins
+            book[np.uint64(q + i)] = qty
+            continue
+        elif i > hi:
+            hi = i
         if (i >> 6) != blk:
             if cnt != 0:
-                book[cb + blk] += cnt
+                book[np.uint64(cb + blk)] += cnt
             blk = i >> 6
             cnt = 0
         cnt += 1
         m += 1
-    book[q] = qty
-    if i > hi:
-        hi = i
-    if i < lo:
-        lo = i
-    return blk, cnt, m, hi, lo
+        book[np.uint64(q + i)] = qty
+    if cnt != 0:
+        book[np.uint64(cb + blk)] += cnt
+    if hi >= 0:
+        book[BK_KEY0 + side] = key0
+        book[BK_N + side] = m
+        book[BK_BEST + side] = hi
+        book[BK_LOW + side] = lo
+    return r, bad, fail
 
 
-@kernel
+@inline_kernel
 def _place_snapshot(book, lv, start, n):
-    """A snapshot's rows into a cleared book with the headers kept in registers (each
-    row a store; block counts added a block at a time), written once at the end.
-    Returns rows rejected, or -1, with the book left cleared, when a row lies above
-    the window its side's first row placed (the rows then need the general path)."""
+    """A snapshot's rows into a cleared book, a run of one side's rows at a time (a
+    snapshot lists its bids, then its asks). Returns rows rejected, or -1, with the
+    book left cleared, when a row lies above the window its side's first row placed
+    (the rows then need the general path)."""
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
-    top = w - (w >> 2)
-    kb = 0
-    ka = 0
-    lo_b = w
-    hi_b = -1
-    lo_a = w
-    hi_a = -1
+    key0_b = book[BK_KEY0]  # a failed placement leaves the cleared book exactly as it was
+    key0_a = book[BK_KEY0 + 1]
     bad = 0
-    cb = BK_Q + 2 * w  # the bid side's first block count
-    cb_a = cb + (w >> 6)
-    m_b = 0
-    m_a = 0
-    # A side's new levels are counted into its block counts one block at a time (a
-    # best-first snapshot fills a block before it moves to the next): counting
-    # each row in memory chained every row of a block through a store and a load.
-    blk_b = -1
-    cnt_b = 0
-    blk_a = -1
-    cnt_a = 0
-    for r in range(start, start + n):
-        side, px, qty = _row(lv, r, tick)
-        if side < 0:
+    r = start
+    end = start + n
+    while r < end:
+        side = lv[np.uint64(r), LV_SIDE]
+        if side == SIDE_BID:
+            r, bad, fail = _place_run(book, lv, r, end, SIDE_BID, w, tick, bad)
+        elif side == SIDE_ASK:
+            r, bad, fail = _place_run(book, lv, r, end, SIDE_ASK, w, tick, bad)
+        else:
             bad += 1
+            r += 1
             continue
-        if qty == 0:
-            continue
-        if side == SIDE_BID:
-            if hi_b < 0:
-                kb = px - top * tick
-            d = px - kb
-        else:
-            if hi_a < 0:
-                ka = -px - top * tick
-            d = -px - ka
-        i = _slot(d, tick)
-        if i >= w:
-            for j in range(lo_b, hi_b + 1):  # leave the cleared book as it was
-                book[BK_Q + j] = 0
-            for j in range(lo_a, hi_a + 1):
-                book[BK_Q + w + j] = 0
-            for j in range(2 * (w >> 6)):
-                book[cb + j] = 0
+        if fail:
+            book_clear(book)
+            book[BK_KEY0] = key0_b
+            book[BK_KEY0 + 1] = key0_a
             return -1
-        if i < 0:
-            book[BK_DROPPED + side] += 1
-            continue
-        if side == SIDE_BID:
-            blk_b, cnt_b, m_b, hi_b, lo_b = _place_level(book, BK_Q + i, cb, i, qty, blk_b, cnt_b, m_b, hi_b, lo_b)
-        else:
-            q = BK_Q + w + i
-            blk_a, cnt_a, m_a, hi_a, lo_a = _place_level(book, q, cb_a, i, qty, blk_a, cnt_a, m_a, hi_a, lo_a)
-    if cnt_b != 0:
-        book[cb + blk_b] += cnt_b
-    if cnt_a != 0:
-        book[cb_a + blk_a] += cnt_a
-    if hi_b >= 0:
-        book[BK_KEY0] = kb
-        book[BK_N] = m_b
-        book[BK_BEST] = hi_b
-        book[BK_LOW] = lo_b
-    if hi_a >= 0:
-        book[BK_KEY0 + 1] = ka
-        book[BK_N + 1] = m_a
-        book[BK_BEST + 1] = hi_a
-        book[BK_LOW + 1] = lo_a
     return bad
 
 
