@@ -371,11 +371,11 @@ def _next_below(book, side, i):
     cb = _blocks(book, side)
     low = book[BK_LOW + side]
     j = i - 1
-    while j >= low:
-        if book[cb + (j >> 6)] == 0:
+    while j >= low:  # low >= 0: the indices are unsigned (no wraparound test)
+        if book[np.uint64(cb + (j >> 6))] == 0:
             j = ((j >> 6) << 6) - 1  # an empty block: skip to the top of the one below
             continue
-        if book[q + j] != 0:
+        if book[np.uint64(q + j)] != 0:
             return j
         j -= 1
     return -1
