@@ -536,8 +536,6 @@ def _place_snapshot(book, lv, start, n):
     (the rows then need the general path)."""
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
-    key0_b = book[BK_KEY0]  # a failed placement leaves the cleared book exactly as it was
-    key0_a = book[BK_KEY0 + 1]
     bad = 0
     r = start
     end = start + n
@@ -553,8 +551,6 @@ def _place_snapshot(book, lv, start, n):
             continue
         if fail:
             book_clear(book)
-            book[BK_KEY0] = key0_b
-            book[BK_KEY0 + 1] = key0_a
             return -1
     return bad
 
