@@ -42,7 +42,9 @@ stream, applying events, publishing hashes and heartbeats. The loop hands the
 thread tasks built from what the core knows at that moment (never the live
 core itself, which only the loop touches) and sends what comes back: ZeroMQ
 sockets belong to the loop's thread. Actions still reach the venue one at a
-time, in order: a cancel never overtakes the submit it cancels. The
+time, in order: a cancel never overtakes the submit it cancels. A submit
+still waiting when its cancel comes is not sent at all, and one that waited
+longer than `execution.late_submit_ms` is rejected locally (`Unsent`). The
 user-data stream is read by the adapter's own thread, as before.
 """
 
@@ -194,6 +196,56 @@ class VenueThread:
             log.exception("venue idle work failed; going on")
 
 
+class Unsent:
+    """Submits handed to the venue thread and not yet begun, shared by the loop and that thread.
+
+    Requests go out one at a time, so when the strategy requotes faster than the venue
+    answers, submits wait behind each other. Two rules keep what waits from going out
+    pointlessly or late:
+    * a cancel (or a cancel-all on its symbol) that comes while the submit still waits
+      elides both: nothing is sent, and the order is reported cancelled with reason
+      `LOCAL:cancelled_before_sent` (as the simulated exchange reports a cancel that
+      overtakes its order in flight);
+    * a submit that has waited longer than `execution.late_submit_ms` is not sent: it is
+      reported rejected as `LOCAL:stale_in_queue:<ms>ms` (a quote computed seconds ago
+      is not a quote; the same rule as for an order found unsent after a restart).
+    Whoever takes the lock first wins: a cancel that comes once the submit has begun is
+    sent as usual, after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, tuple[str, float]] = {}  # child id -> (symbol, monotonic time queued)
+        self._elided: set[str] = set()
+
+    def queued(self, child_id: str, symbol: str) -> None:
+        with self._lock:
+            self._waiting[child_id] = (symbol, time.monotonic())
+
+    def cancel(self, child_id: str) -> bool:
+        """True if the submit still waits: it will not be sent, and no cancel is needed."""
+        with self._lock:
+            if child_id in self._waiting and child_id not in self._elided:
+                self._elided.add(child_id)
+                return True
+            return child_id in self._elided
+
+    def cancel_symbol(self, symbol: str) -> None:
+        with self._lock:
+            self._elided.update(cid for cid, (sym, _) in self._waiting.items() if sym == symbol)
+
+    def begin(self, child_id: str) -> tuple[bool, float]:
+        """(elided, seconds waited) for a submit the venue thread is about to perform."""
+        with self._lock:
+            _, t = self._waiting.pop(child_id, ("", time.monotonic()))
+            elided = child_id in self._elided
+            self._elided.discard(child_id)
+        return elided, time.monotonic() - t
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+
 class LiveExecution(CoreService):
     def __init__(self, cfg: MeshConfig, core: Core, ctx: zmq.Context | None = None, **kw: Any) -> None:
         assert isinstance(core, ExecutionCore) and core.live is not None
@@ -210,6 +262,9 @@ class LiveExecution(CoreService):
         self._unknown: dict[str, str] = {}  # venue thread only: child id -> symbol, outcome not known yet
         self._stream_on = False
         self._adapter_counters: dict[str, int] = {}
+        self.unsent = Unsent()
+        self._elided = 0  # venue thread only (the loop copies them into its counters)
+        self._stale = 0
         self.worker = VenueThread(f"venue-{self.venue}", self._venue_idle)
 
     # ------------------------------------------------------------ event loop
@@ -231,6 +286,9 @@ class LiveExecution(CoreService):
             self.counters[f"{self.venue}:{k}"] = v
         self.counters[f"{self.venue}:queued_tasks"] = self.worker.pending()
         self.counters[f"{self.venue}:task_errors"] = self.worker.errors
+        self.counters[f"{self.venue}:submits_waiting"] = len(self.unsent)
+        self.counters[f"{self.venue}:submits_cancelled_before_sent"] = self._elided
+        self.counters[f"{self.venue}:submits_stale_in_queue"] = self._stale
 
     def _venue_idle(self) -> None:
         """Venue thread, between tasks: the user-data stream, and orders whose outcome is unknown."""
@@ -313,6 +371,12 @@ class LiveExecution(CoreService):
                 act = ("resend", child_of(o))
             elif kind == "snapshot":
                 act = ("snapshot", self._snapshot_symbols())
+            elif kind == "submit":
+                self.unsent.queued(act[1].child_id, act[1].symbol)
+            elif kind == "cancel" and self.unsent.cancel(act[1]):
+                continue  # its submit has not begun: it will not be sent (Unsent)
+            elif kind == "cancel_all":
+                self.unsent.cancel_symbol(act[1])
             self.worker.submit(lambda a=act: self._do(a))
 
     def _restore(
@@ -326,7 +390,18 @@ class LiveExecution(CoreService):
         """Venue thread: perform one action, queue what the venue said."""
         kind = act[0]
         if kind == "submit":
-            self._submit(act[1], resend=False)
+            child = act[1]
+            elided, waited_s = self.unsent.begin(child.child_id)
+            if elided:
+                self._elided += 1
+                why = "LOCAL:cancelled_before_sent"
+                self._publish([events.OrderCancelled(self.venue, child.child_id, child.symbol, child.qty, why)])
+            elif waited_s * 1000 > self.cfg.execution.late_submit_ms:
+                self._stale += 1
+                reason = f"LOCAL:stale_in_queue:{int(waited_s * 1000)}ms"
+                self._publish([events.OrderRejected(self.venue, child.child_id, child.symbol, reason)])
+            else:
+                self._submit(child, resend=False)
         elif kind == "resend":
             self._submit(act[1], resend=True)
         elif kind == "cancel":

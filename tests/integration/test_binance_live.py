@@ -250,3 +250,74 @@ def test_the_whole_mesh_quotes_on_binance_and_a_venue_fill_reaches_the_strategy(
     finally:
         mesh.cleanup()
         server.stop()
+
+
+def test_a_submit_still_queued_is_not_sent_when_cancelled_and_not_sent_late(tmp_path):
+    """Requests go out one at a time; while one hangs, what queues behind it must not go out
+    pointlessly or late: a submit whose cancel (or risk's CancelAll) comes before it begins is
+    never POSTed (reported cancelled, LOCAL:cancelled_before_sent), and one that waited longer
+    than late_submit_ms is rejected locally, never POSTed either."""
+    server = BinanceTestServer(API_KEY, API_SECRET).start()
+    server.set_market(SYM, "50000.00", "50000.10")
+    mesh = Mesh(
+        ["sequencer", "logger", "execution"],
+        {"logger": {"fsync": "none"}, **on_binance(server, tmp_path, late_submit_ms=1000)},
+    )
+    ctx = zmq.Context()
+    router = risk = None
+    try:
+        mesh.start()
+        router = Producer(mesh.cfg, "router-test", "ctl", ctx=ctx, hello_deadline_s=30)
+        risk = Producer(mesh.cfg, "risk", "ctl", ctx=ctx, hello_deadline_s=30)  # ready before any hold starts
+        wait_for(lambda: [e for e in mesh.events() if isinstance(e.body, E.VenueSnapshot)], 60, "first venue snapshot")
+
+        # q1's answer is held 3 s (under the adapter's 5 s timeout): q2 and q3 queue behind it.
+        server.hold_response(3.0)
+        router.send(child("q1"), time.time_ns(), "router-test:q1")
+        wait_for(lambda: client_order_id("q1") in server.orders, 30, "q1 reached the venue")
+        router.send(child("q2", price=4_890_000), time.time_ns(), "router-test:q2")
+        router.send(E.ChildCancel("q2", "binance", SYM), time.time_ns(), "router-test:cancel-q2")
+        router.send(child("q3", price=4_880_000), time.time_ns(), "router-test:q3")
+        assert router.flush(30)
+        cancelled = wait_for(lambda: from_venue(mesh, E.OrderCancelled, "q2"), 30, "q2 cancelled before it was sent")
+        assert cancelled[0].body.reason == "LOCAL:cancelled_before_sent" and cancelled[0].body.leaves_qty == 100_000
+        rejected = wait_for(lambda: from_venue(mesh, E.OrderRejected, "q3"), 30, "q3 rejected as stale")
+        assert rejected[0].body.reason.startswith("LOCAL:stale_in_queue:")
+        assert int(rejected[0].body.reason.split(":")[2].removesuffix("ms")) > 1000
+        wait_for(lambda: from_venue(mesh, E.OrderAck, "q1"), 30, "q1 acked once its answer came")
+
+        # Risk's CancelAll elides a submit queued before it on the symbol, and pulls q1 at the venue.
+        server.hold_response(3.0)
+        router.send(child("q4", price=4_870_000), time.time_ns(), "router-test:q4")
+        wait_for(lambda: client_order_id("q4") in server.orders, 30, "q4 reached the venue")
+        router.send(child("q5", price=4_860_000), time.time_ns(), "router-test:q5")
+        assert router.flush(30)
+        risk.send(E.CancelAll("risk", SYM, "test"), time.time_ns(), "risk:test-cancel-all")
+        assert risk.flush(30)
+        wait_for(
+            lambda: all(from_venue(mesh, E.OrderCancelled, c) for c in ("q1", "q4", "q5")), 30, "q1, q4, q5 cancelled"
+        )
+        assert from_venue(mesh, E.OrderCancelled, "q5")[0].body.reason == "LOCAL:cancelled_before_sent"
+
+        # With nothing queued ahead, an order goes out at once, as always. (Its key names a cause
+        # sequenced after the CancelAll, which refuses children of older approvals.)
+        router.send(child("q6", price=4_850_000), time.time_ns(), f"router-test:1:{10**9}:0")
+        wait_for(lambda: from_venue(mesh, E.OrderAck, "q6"), 30, "q6 acked")
+        for never in ("q2", "q3", "q5"):
+            assert client_order_id(never) not in server.orders, f"{never} was POSTed"
+        assert server.count("POST", "/api/v3/order") == 3  # q1, q4, q6
+        core = replay(mesh)
+        assert [core.orders.get(c).state for c in ("q1", "q2", "q3", "q4", "q5", "q6")] == [
+            "cancelled", "cancelled", "rejected", "cancelled", "cancelled", "acked",
+        ]  # fmt: skip
+        assert core.orders.counters["illegal"] == 0, core.orders.counters
+        mesh.stop()
+        summary = mesh.replay_verify()
+        assert summary["divergences"]["count"] == 0, summary
+    finally:
+        for p in (router, risk):
+            if p is not None:
+                p.close()
+        ctx.term()
+        mesh.cleanup()
+        server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from services.execution.live import VenueThread
+from services.execution.live import Unsent, VenueThread
 
 
 def wait_until(pred, timeout_s: float = 5.0) -> bool:
@@ -77,3 +77,22 @@ def test_idle_work_runs_under_a_backlog_of_tasks():
         assert len(during) >= 5, f"idle work ran {len(during)} times during a ~0.5 s backlog"
     finally:
         assert w.stop(5.0)
+
+
+def test_unsent_elides_a_submit_cancelled_before_it_begins_and_times_its_wait():
+    u = Unsent()
+    u.queued("a", "BTCUSDT")
+    u.queued("b", "BTCUSDT")
+    u.queued("c", "ETHUSDT")
+    assert len(u) == 3
+    assert u.cancel("a") and u.cancel("a")  # waiting: elided (twice is still no request)
+    assert not u.cancel("zz")  # never queued here (sent already, or another order): cancel it at the venue
+    u.cancel_symbol("ETHUSDT")
+    time.sleep(0.02)
+    elided, waited = u.begin("a")
+    assert elided and waited >= 0.02
+    assert u.begin("b")[0] is False  # not cancelled: sent
+    assert not u.cancel("b")  # begun: the cancel goes to the venue, after the submit
+    assert u.begin("c")[0] is True  # a cancel-all on its symbol came first
+    assert len(u) == 0
+    assert u.begin("a")[0] is False  # begun again: nothing left to elide
