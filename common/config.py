@@ -9,6 +9,7 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -47,6 +48,26 @@ class EndpointsConfig:
     transport: str = field(default="ipc", metadata=_choice("ipc", "tcp"))
     tcp_host: str = "127.0.0.1"
     tcp_base_port: int = field(default=7100, metadata=_range(1024, 65000))
+    curve_dir: str = ""  # tcp: CURVE keys (common/curve.py); required when tcp_host is not loopback
+    curve_client: str = "client"  # this node's client key pair in curve_dir
+
+    def __post_init__(self) -> None:
+        if self.curve_dir and self.transport != "tcp":
+            raise ValueError('curve_dir encrypts tcp endpoints: set transport = "tcp", or leave curve_dir empty')
+        if self.transport == "tcp" and not self.curve_dir and not _loopback(self.tcp_host):
+            raise ValueError(
+                f"tcp_host {self.tcp_host!r} is not a loopback address: tcp beyond this host needs curve_dir "
+                "(encryption and an allowlist of client keys; python -m common.curve keygen DIR)"
+            )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 @dataclass(frozen=True)

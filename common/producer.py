@@ -57,7 +57,13 @@ class Producer:
         # Subscribe before asking where we are, so no confirmation is missed.
         self.sub = sockets.sub(self.ctx, cfg, "stream") if own_sub else None
         self.push = sockets.push(self.ctx, cfg, "ingest_md" if channel == "md" else "ingest_ctl")
-        self.start_seq, self.head_seq, self.epoch = self._hello(hello_deadline_s)
+        try:
+            self.start_seq, self.head_seq, self.epoch = self._hello(hello_deadline_s)
+        except SequencerUnavailable:
+            self.push.close(linger=0)
+            if self.sub is not None:
+                self.sub.close(linger=0)
+            raise
         self.seq = self.start_seq
         self.confirmed = self.start_seq
         self.lamport = 0

@@ -38,10 +38,17 @@ class RpcClient:
 
     def call(self, op: str, *args: Any, timeout_ms: int = 1000) -> list[Any] | None:
         rid = next(self._ids)
-        self.sock.send(_enc.encode([rid, op, *args]))
+        deadline = time.monotonic() + timeout_ms / 1000
+        # A DEALER with no live peer blocks a send (on tcp a peer that refused our CURVE
+        # handshake leaves none): wait for room only until the deadline.
+        if not self.sock.poll(timeout_ms, zmq.POLLOUT):
+            return None
+        try:
+            self.sock.send(_enc.encode([rid, op, *args]), zmq.NOBLOCK)
+        except zmq.Again:
+            return None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        deadline = time.monotonic() + timeout_ms / 1000
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(max(1, int(left * 1000))):

@@ -2,7 +2,8 @@
 
 Endpoints are ipc:// files in the run directory by default (the directory is
 created 0700 so only the service user can reach them), or tcp:// on
-consecutive ports when `endpoints.transport = "tcp"`. HWM, linger and the
+consecutive ports when `endpoints.transport = "tcp"` (encrypted, and open only
+to authorized client keys, with `endpoints.curve_dir`: common/curve.py). HWM, linger and the
 reconnect interval are set explicitly on every socket: zmq's defaults (1000
 frames, infinite linger) are wrong for this mesh in opposite directions.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import zmq
 
+from common import curve
 from common.config import MeshConfig
 
 # Order matters: it is the tcp port offset.
@@ -52,14 +54,30 @@ def _common(sock: zmq.Socket, cfg: MeshConfig) -> zmq.Socket:
     return sock
 
 
+def _secure(sock: zmq.Socket, cfg: MeshConfig, server: bool) -> None:
+    try:
+        (curve.server if server else curve.client)(sock, cfg)
+    except Exception:
+        sock.close(linger=0)  # a key problem must not leave a socket behind
+        raise
+
+
 def bind(sock: zmq.Socket, cfg: MeshConfig, name: str) -> zmq.Socket:
     ep = endpoint(cfg, name)
+    _secure(sock, cfg, server=True)
     if ep.startswith("ipc://"):
         ensure_run_dir(cfg)
         # A stale file from a killed process would make bind succeed on a
         # path nobody else can reach; remove it first.
         Path(ep[6:]).unlink(missing_ok=True)
     sock.bind(ep)
+    return sock
+
+
+def connect(sock: zmq.Socket, cfg: MeshConfig, name: str) -> zmq.Socket:
+    ep = endpoint(cfg, name)
+    _secure(sock, cfg, server=False)
+    sock.connect(ep)
     return sock
 
 
@@ -72,8 +90,7 @@ def pull(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
 def push(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
     sock = _common(ctx.socket(zmq.PUSH), cfg)
     sock.setsockopt(zmq.SNDHWM, cfg.sockets.push_hwm)
-    sock.connect(endpoint(cfg, name))
-    return sock
+    return connect(sock, cfg, name)
 
 
 def pub(ctx: zmq.Context, cfg: MeshConfig, name: str = "stream") -> zmq.Socket:
@@ -86,8 +103,7 @@ def sub(ctx: zmq.Context, cfg: MeshConfig, name: str = "stream") -> zmq.Socket:
     sock = _common(ctx.socket(zmq.SUB), cfg)
     sock.setsockopt(zmq.RCVHWM, cfg.sockets.sub_hwm)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(endpoint(cfg, name))
-    return sock
+    return connect(sock, cfg, name)
 
 
 def router(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
@@ -99,5 +115,4 @@ def router(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
 def dealer(ctx: zmq.Context, cfg: MeshConfig, name: str) -> zmq.Socket:
     sock = _common(ctx.socket(zmq.DEALER), cfg)
     sock.setsockopt(zmq.LINGER, 0)  # an unanswered request is simply re-asked
-    sock.connect(endpoint(cfg, name))
-    return sock
+    return connect(sock, cfg, name)

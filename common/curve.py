@@ -1,0 +1,153 @@
+"""CURVE encryption and client authentication for the mesh's tcp endpoints.
+
+With `endpoints.transport = "tcp"` the mesh's sockets can span hosts. Plain
+tcp would let anyone who reaches a port read the stream and, worse, push
+orders into the sequencer, so off the loopback address the config refuses
+tcp without `endpoints.curve_dir`. With it, every socket speaks CURVE
+(ZeroMQ's CurveZMQ: Curve25519 keys, every frame encrypted and
+authenticated):
+
+* a socket that binds (the sequencer's ingest, stream and control
+  endpoints, the logger's) is a CURVE server holding the mesh's server key,
+  and accepts a connection only from a client whose public key is in
+  `<curve_dir>/authorized/` (checked by a ZAP handler thread in that
+  process; anyone else's handshake is refused and nothing reaches the
+  service);
+* a socket that connects holds the node's client key pair
+  (`endpoints.curve_client`, default "client") and the server's public key.
+
+Key files are ZeroMQ's certificate files (`zmq.auth`): `NAME.key` holds a
+public key, `NAME.key_secret` the pair (mode 0600). One directory serves a
+single host; across hosts the server's host needs `server.key_secret` and
+`authorized/`, and each other host `server.key` plus its own
+`<client>.key_secret`, whose `.key` goes into the server host's
+`authorized/`. `python -m common.curve keygen DIR [--client NAME]` makes
+them (keeping any that exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from common.config import ConfigError, MeshConfig
+
+SERVER = "server"
+AUTHORIZED = "authorized"
+ZAP_DOMAIN = b"atomic-mesh"
+
+_auth_lock = threading.Lock()
+_authenticators: dict[int, tuple[zmq.Context, ThreadAuthenticator]] = {}
+
+
+def keygen(d: Path, client: str = "client") -> list[Path]:
+    """Create the server key pair (if missing) and client `client`'s (if missing), and
+    authorize that client. Returns the files written."""
+    if not client or "/" in client or client in (SERVER, AUTHORIZED):
+        raise ValueError(f"client name {client!r} is not allowed")
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    (d / AUTHORIZED).mkdir(exist_ok=True)
+    written: list[Path] = []
+    for name in (SERVER, client):
+        if not (d / f"{name}.key_secret").exists():
+            pub, sec = zmq.auth.create_certificates(d, name)
+            os.chmod(sec, 0o600)
+            written += [Path(pub), Path(sec)]
+    dest = d / AUTHORIZED / f"{client}.key"
+    if not dest.exists():
+        shutil.copyfile(d / f"{client}.key", dest)
+        written.append(dest)
+    return written
+
+
+def _load(path: Path, what: str, secret: bool) -> tuple[bytes, bytes | None]:
+    if not path.is_file():
+        fix = f"python -m common.curve keygen {path.parent}"
+        raise ConfigError(f"endpoints.curve_dir: {path} is missing ({what}); make it with: {fix}")
+    if secret and path.stat().st_mode & 0o077:
+        raise ConfigError(f"endpoints.curve_dir: {path} holds a secret key readable by others (chmod 600 it)")
+    pub, sec = zmq.auth.load_certificate(path)
+    if secret and sec is None:
+        raise ConfigError(f"endpoints.curve_dir: {path} holds no secret key")
+    return pub, sec
+
+
+def curve_dir(cfg: MeshConfig) -> Path | None:
+    e = cfg.endpoints
+    return cfg.resolve(e.curve_dir) if e.transport == "tcp" and e.curve_dir else None
+
+
+def _authenticator(ctx: zmq.Context, d: Path) -> None:
+    """One ZAP handler per context (it must share the server sockets' context), started on
+    the first server socket; it allows the public keys in `<d>/authorized/`."""
+    with _auth_lock:
+        if id(ctx) in _authenticators and _authenticators[id(ctx)][0] is ctx:
+            return
+        allowed = d / AUTHORIZED
+        if not allowed.is_dir() or not any(allowed.glob("*.key")):
+            raise ConfigError(f"endpoints.curve_dir: {allowed} holds no client key: no one could connect")
+        auth = ThreadAuthenticator(ctx)
+        auth.start()
+        auth.configure_curve(domain=ZAP_DOMAIN.decode(), location=str(allowed))
+        _authenticators[id(ctx)] = (ctx, auth)
+
+
+def server(sock: zmq.Socket, cfg: MeshConfig) -> None:
+    """Make a binding socket a CURVE server, if the config asks for CURVE (call before bind)."""
+    d = curve_dir(cfg)
+    if d is None:
+        return
+    pub, sec = _load(d / f"{SERVER}.key_secret", "the mesh's server key pair", secret=True)
+    _authenticator(sock.context, d)
+    sock.curve_publickey = pub
+    sock.curve_secretkey = sec
+    sock.zap_domain = ZAP_DOMAIN
+    sock.curve_server = True
+
+
+def client(sock: zmq.Socket, cfg: MeshConfig) -> None:
+    """Give a connecting socket this node's client keys and the server's public key (before connect)."""
+    d = curve_dir(cfg)
+    if d is None:
+        return
+    name = cfg.endpoints.curve_client
+    server_pub, _ = _load(d / f"{SERVER}.key", "the server's public key", secret=False)
+    pub, sec = _load(d / f"{name}.key_secret", f"client {name!r}'s key pair", secret=True)
+    sock.curve_serverkey = server_pub
+    sock.curve_publickey = pub
+    sock.curve_secretkey = sec
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m common.curve", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("keygen", help="make the server key pair and a client's, and authorize the client")
+    k.add_argument("dir", type=Path, help="the key directory (endpoints.curve_dir)")
+    k.add_argument("--client", default="client", help="the client key pair's name (endpoints.curve_client)")
+    args = p.parse_args(argv)
+    if not zmq.has("curve"):
+        print("this libzmq was built without CURVE support", file=sys.stderr)
+        return 1
+    try:
+        written = keygen(args.dir, args.client)
+    except (OSError, ValueError) as exc:
+        print(f"keygen failed: {exc}", file=sys.stderr)
+        return 1
+    for f in written:
+        print(f"wrote {f}")
+    if not written:
+        print(f"{args.dir}: every key already exists; nothing written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
