@@ -184,6 +184,9 @@ class ExecutionConfig:
     # A child order sequenced while execution was down is sent on recovery only
     # if it is at most this old (sequencer clock); older ones are rejected as stale.
     late_submit_ms: int = field(default=2000, metadata=_range(0))
+    # A live venue's requests go out one at a time: a submit that waited longer than this
+    # behind them is rejected locally instead of sent late (0 = no limit).
+    max_submit_wait_ms: int = field(default=2000, metadata=_range(0))
 
 
 @dataclass(frozen=True)

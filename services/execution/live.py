@@ -44,7 +44,7 @@ core itself, which only the loop touches) and sends what comes back: ZeroMQ
 sockets belong to the loop's thread. Actions still reach the venue one at a
 time, in order: a cancel never overtakes the submit it cancels. A submit
 still waiting when its cancel comes is not sent at all, and one that waited
-longer than `execution.late_submit_ms` is rejected locally (`Unsent`). The
+longer than `execution.max_submit_wait_ms` is rejected locally (`Unsent`). The
 user-data stream is read by the adapter's own thread, as before.
 """
 
@@ -206,40 +206,67 @@ class Unsent:
       elides both: nothing is sent, and the order is reported cancelled with reason
       `LOCAL:cancelled_before_sent` (as the simulated exchange reports a cancel that
       overtakes its order in flight);
-    * a submit that has waited longer than `execution.late_submit_ms` is not sent: it is
-      reported rejected as `LOCAL:stale_in_queue:<ms>ms` (a quote computed seconds ago
-      is not a quote; the same rule as for an order found unsent after a restart).
+    * a submit that has waited longer than `execution.max_submit_wait_ms` is not sent:
+      it is reported rejected as `LOCAL:stale_in_queue:<ms>ms` (a quote computed seconds
+      ago is not a quote).
     Whoever takes the lock first wins: a cancel that comes once the submit has begun is
-    sent as usual, after it."""
+    sent as usual, after it. An order reported here is never sent afterwards, even if
+    its submit was queued twice (going live can queue the last replayed event's submit
+    both as owed and as that event's own action), and a later cancel of it needs no
+    request."""
 
-    def __init__(self) -> None:
+    SEND, ELIDED, STALE, REPORTED = "send", "elided", "stale", "reported"
+    KEEP_REPORTED = 10_000  # ids remembered: once its report is sequenced the core asks nothing more of one
+
+    def __init__(self, max_wait_ms: int) -> None:
+        self.max_wait_ms = max_wait_ms
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[str, float]] = {}  # child id -> (symbol, monotonic time queued)
         self._elided: set[str] = set()
+        self._reported: dict[str, None] = {}  # ids reported here (insertion-ordered, bounded)
 
-    def queued(self, child_id: str, symbol: str) -> None:
+    def queued(self, child_id: str, symbol: str) -> bool:
+        """Note a submit handed to the venue thread; False if that id already waits or was
+        reported here (the caller then drops this copy)."""
         with self._lock:
+            if child_id in self._waiting or child_id in self._reported:
+                return False
             self._waiting[child_id] = (symbol, time.monotonic())
+            return True
 
     def cancel(self, child_id: str) -> bool:
-        """True if the submit still waits: it will not be sent, and no cancel is needed."""
+        """True if no request is needed: the submit still waits (it will not be sent) or
+        the order was already reported here."""
         with self._lock:
-            if child_id in self._waiting and child_id not in self._elided:
+            if child_id in self._waiting:
                 self._elided.add(child_id)
                 return True
-            return child_id in self._elided
+            return child_id in self._reported
 
     def cancel_symbol(self, symbol: str) -> None:
         with self._lock:
             self._elided.update(cid for cid, (sym, _) in self._waiting.items() if sym == symbol)
 
-    def begin(self, child_id: str) -> tuple[bool, float]:
-        """(elided, seconds waited) for a submit the venue thread is about to perform."""
+    def begin(self, child_id: str) -> tuple[str, int]:
+        """What to do with a submit the venue thread is about to perform, and the whole
+        milliseconds it waited: SEND, or ELIDED / STALE (report it: it is remembered as
+        reported) or REPORTED (already reported: do nothing)."""
         with self._lock:
+            if child_id in self._reported:
+                return self.REPORTED, 0
             _, t = self._waiting.pop(child_id, ("", time.monotonic()))
-            elided = child_id in self._elided
-            self._elided.discard(child_id)
-        return elided, time.monotonic() - t
+            waited_ms = int((time.monotonic() - t) * 1000)
+            if child_id in self._elided:
+                self._elided.discard(child_id)
+                verdict = self.ELIDED
+            elif self.max_wait_ms and waited_ms > self.max_wait_ms:
+                verdict = self.STALE
+            else:
+                return self.SEND, waited_ms
+            self._reported[child_id] = None
+            if len(self._reported) > self.KEEP_REPORTED:
+                del self._reported[next(iter(self._reported))]
+            return verdict, waited_ms
 
     def __len__(self) -> int:
         with self._lock:
@@ -262,7 +289,7 @@ class LiveExecution(CoreService):
         self._unknown: dict[str, str] = {}  # venue thread only: child id -> symbol, outcome not known yet
         self._stream_on = False
         self._adapter_counters: dict[str, int] = {}
-        self.unsent = Unsent()
+        self.unsent = Unsent(cfg.execution.max_submit_wait_ms)
         self._elided = 0  # venue thread only (the loop copies them into its counters)
         self._stale = 0
         self.worker = VenueThread(f"venue-{self.venue}", self._venue_idle)
@@ -371,8 +398,8 @@ class LiveExecution(CoreService):
                 act = ("resend", child_of(o))
             elif kind == "snapshot":
                 act = ("snapshot", self._snapshot_symbols())
-            elif kind == "submit":
-                self.unsent.queued(act[1].child_id, act[1].symbol)
+            elif kind == "submit" and not self.unsent.queued(act[1].child_id, act[1].symbol):
+                continue  # queued already, or already reported here (Unsent)
             elif kind == "cancel" and self.unsent.cancel(act[1]):
                 continue  # its submit has not begun: it will not be sent (Unsent)
             elif kind == "cancel_all":
@@ -391,16 +418,16 @@ class LiveExecution(CoreService):
         kind = act[0]
         if kind == "submit":
             child = act[1]
-            elided, waited_s = self.unsent.begin(child.child_id)
-            if elided:
+            verdict, waited_ms = self.unsent.begin(child.child_id)
+            if verdict == Unsent.ELIDED:
                 self._elided += 1
                 why = "LOCAL:cancelled_before_sent"
                 self._publish([events.OrderCancelled(self.venue, child.child_id, child.symbol, child.qty, why)])
-            elif waited_s * 1000 > self.cfg.execution.late_submit_ms:
+            elif verdict == Unsent.STALE:
                 self._stale += 1
-                reason = f"LOCAL:stale_in_queue:{int(waited_s * 1000)}ms"
-                self._publish([events.OrderRejected(self.venue, child.child_id, child.symbol, reason)])
-            else:
+                why = f"LOCAL:stale_in_queue:{waited_ms}ms"
+                self._publish([events.OrderRejected(self.venue, child.child_id, child.symbol, why)])
+            elif verdict == Unsent.SEND:
                 self._submit(child, resend=False)
         elif kind == "resend":
             self._submit(act[1], resend=True)

@@ -80,19 +80,46 @@ def test_idle_work_runs_under_a_backlog_of_tasks():
 
 
 def test_unsent_elides_a_submit_cancelled_before_it_begins_and_times_its_wait():
-    u = Unsent()
-    u.queued("a", "BTCUSDT")
-    u.queued("b", "BTCUSDT")
-    u.queued("c", "ETHUSDT")
+    u = Unsent(max_wait_ms=10_000)
+    assert u.queued("a", "BTCUSDT") and u.queued("b", "BTCUSDT") and u.queued("c", "ETHUSDT")
+    assert not u.queued("a", "BTCUSDT")  # a second copy of a waiting submit is dropped
     assert len(u) == 3
     assert u.cancel("a") and u.cancel("a")  # waiting: elided (twice is still no request)
     assert not u.cancel("zz")  # never queued here (sent already, or another order): cancel it at the venue
     u.cancel_symbol("ETHUSDT")
     time.sleep(0.02)
-    elided, waited = u.begin("a")
-    assert elided and waited >= 0.02
-    assert u.begin("b")[0] is False  # not cancelled: sent
+    verdict, waited_ms = u.begin("a")
+    assert verdict == Unsent.ELIDED and waited_ms >= 20
+    assert u.begin("b")[0] == Unsent.SEND
     assert not u.cancel("b")  # begun: the cancel goes to the venue, after the submit
-    assert u.begin("c")[0] is True  # a cancel-all on its symbol came first
+    assert u.begin("c")[0] == Unsent.ELIDED  # a cancel-all on its symbol came first
     assert len(u) == 0
-    assert u.begin("a")[0] is False  # begun again: nothing left to elide
+    # Reported here: never sent afterwards, even from a second copy queued later (going live
+    # can queue one submit twice), and a cancel of it needs no request.
+    assert not u.queued("a", "BTCUSDT")
+    assert u.begin("a") == (Unsent.REPORTED, 0)
+    assert u.cancel("a")
+
+
+def test_unsent_rejects_a_submit_that_waited_too_long_unless_the_limit_is_off():
+    u = Unsent(max_wait_ms=10)
+    u.queued("slow", "BTCUSDT")
+    u.queued("quick", "BTCUSDT")
+    time.sleep(0.03)
+    verdict, waited_ms = u.begin("slow")
+    assert verdict == Unsent.STALE and waited_ms >= 30
+    assert u.begin("slow")[0] == Unsent.REPORTED  # a second copy is not sent either
+    off = Unsent(max_wait_ms=0)
+    off.queued("x", "BTCUSDT")
+    time.sleep(0.02)
+    assert off.begin("x")[0] == Unsent.SEND
+
+
+def test_the_reported_set_stays_bounded():
+    u = Unsent(max_wait_ms=0)
+    for i in range(Unsent.KEEP_REPORTED + 50):
+        u.queued(f"o{i}", "BTCUSDT")
+        u.cancel(f"o{i}")
+        assert u.begin(f"o{i}")[0] == Unsent.ELIDED
+    assert len(u._reported) == Unsent.KEEP_REPORTED
+    assert u.queued("o0", "BTCUSDT")  # the oldest were forgotten
