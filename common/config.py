@@ -50,15 +50,21 @@ class EndpointsConfig:
     tcp_base_port: int = field(default=7100, metadata=_range(1024, 65000))
     curve_dir: str = ""  # tcp: CURVE keys (common/curve.py); required when tcp_host is not loopback
     curve_client: str = "client"  # this node's client key pair in curve_dir
+    # Where this node's logger serves catch-up ranges (default tcp_host, tcp_base_port + 4):
+    # a follower node keeps its own replica log and its services catch up from it.
+    logger_host: str = ""
+    logger_port: int = field(default=0, metadata=_range(0, 65535))
 
     def __post_init__(self) -> None:
         if self.curve_dir and self.transport != "tcp":
             raise ValueError('curve_dir encrypts tcp endpoints: set transport = "tcp", or leave curve_dir empty')
-        if self.transport == "tcp" and not self.curve_dir and not _loopback(self.tcp_host):
-            raise ValueError(
-                f"tcp_host {self.tcp_host!r} is not a loopback address: tcp beyond this host needs curve_dir "
-                "(encryption and an allowlist of client keys; python -m common.curve keygen DIR)"
-            )
+        for key in ("tcp_host", "logger_host"):
+            host = getattr(self, key)
+            if self.transport == "tcp" and host and not self.curve_dir and not _loopback(host):
+                raise ValueError(
+                    f"{key} {host!r} is not a loopback address: tcp beyond this host needs curve_dir "
+                    "(encryption and an allowlist of client keys; python -m common.curve keygen DIR)"
+                )
 
 
 def _loopback(host: str) -> bool:
@@ -194,6 +200,13 @@ class VerifierConfig:
     # The verifier snapshots every core it replays (seq % snapshot_every == 0 and
     # on stop), so a restart resumes there instead of replaying from seq 1.
     snapshot_every: int = field(default=10_000, metadata=_range(1))
+    # Its source name on the stream (heartbeats, HashDivergence): a follower node's
+    # verifier needs its own, since the sequencer orders and dedups by source.
+    name: str = "verifier"
+
+    def __post_init__(self) -> None:
+        if not self.name or ":" in self.name:
+            raise ValueError(f"name {self.name!r} must be non-empty and without ':'")
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,11 @@ def ensure_run_dir(cfg: MeshConfig) -> Path:
 def endpoint(cfg: MeshConfig, name: str) -> str:
     if name not in ENDPOINTS:
         raise KeyError(f"unknown endpoint {name!r}")
-    if cfg.endpoints.transport == "tcp":
-        return f"tcp://{cfg.endpoints.tcp_host}:{cfg.endpoints.tcp_base_port + ENDPOINTS.index(name)}"
+    e = cfg.endpoints
+    if e.transport == "tcp":
+        if name == "logger_ctl" and (e.logger_host or e.logger_port):
+            return f"tcp://{e.logger_host or e.tcp_host}:{e.logger_port or e.tcp_base_port + ENDPOINTS.index(name)}"
+        return f"tcp://{e.tcp_host}:{e.tcp_base_port + ENDPOINTS.index(name)}"
     path = cfg.run_dir / f"{name}.sock"
     if len(str(path)) > 100:
         raise ValueError(f"ipc path {path} is longer than the 107-byte unix socket limit allows; shorten run.dir")

@@ -111,7 +111,8 @@ def replay(cfg: MeshConfig, path: str, seek: int | None, verify: bool, as_json: 
 def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
     ctx = zmq.Context.instance()
     rep = Replayer(build_cores(cfg))
-    snapshots = SnapshotStore(cfg.run_dir / "snapshots" / "verifier")
+    name = cfg.verifier.name
+    snapshots = SnapshotStore(cfg.run_dir / "snapshots" / name)
     every = cfg.verifier.snapshot_every
     snap = snapshots.load_latest()
     if snap is not None:
@@ -122,7 +123,7 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
             log.error("snapshot at seq %d does not fit this build (%s); verifying from seq 1", snap[0], exc)
             rep = Replayer(build_cores(cfg))
     follower = StreamFollower(ctx, cfg, rep.last_seq + 1)
-    producer = Producer(cfg, "verifier", "ctl", ctx=ctx, own_sub=False)
+    producer = Producer(cfg, name, "ctl", ctx=ctx, own_sub=False)
     next_hb = 0.0
     log.info("verifying %s from seq %d", ", ".join(sorted(rep.cores)), rep.last_seq + 1)
     try:
@@ -142,7 +143,7 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
                     producer.send(
                         events.HashDivergence(d.service, d.seq, d.expected, d.published),
                         ev.event_ns,
-                        f"verifier:{ev.epoch}:{ev.seq}:0",
+                        f"{name}:{ev.epoch}:{ev.seq}:0",
                     )
                 if seq % every == 0:
                     snapshots.save(seq, rep.state())
@@ -155,9 +156,9 @@ def live(cfg: MeshConfig, stop: runtime.Shutdown) -> int:
                     "unverifiable": rep.unverifiable,
                 }
                 producer.send(
-                    events.Heartbeat("verifier", "live", rep.last_seq, counters),
+                    events.Heartbeat(name, "live", rep.last_seq, counters),
                     time.time_ns(),
-                    f"verifier:hb:{time.monotonic_ns()}",
+                    f"{name}:hb:{time.monotonic_ns()}",
                 )
     except FellBehind as exc:
         log.error("fell behind, exiting for a restart: %s", exc)

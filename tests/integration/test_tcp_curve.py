@@ -10,7 +10,7 @@ import shutil
 import pytest
 import zmq
 
-from common import config, curve
+from common import config, curve, eventlog
 from common import events as E
 from common.producer import Producer, SequencerUnavailable
 from tests.integration.harness import Mesh, wait_for
@@ -62,3 +62,60 @@ def test_the_mesh_trades_over_encrypted_tcp_and_refuses_an_unknown_key(tmp_path)
     finally:
         ctx.destroy(linger=0)
         mesh.cleanup()
+
+
+def test_a_follower_node_keeps_a_replica_log_and_verifies_the_leader(tmp_path):
+    """Two nodes over CURVE (on one machine: the follower has its own run directory, its
+    own client key and its own logger endpoint): the leader runs the mesh; the follower
+    runs only a logger and a verifier, which follow the leader's stream. The follower's log
+    is byte-identical to the leader's, and its verifier replays every core and finds the
+    leader's published state hashes right."""
+    keys = tmp_path / "keys"
+    curve.keygen(keys)
+    curve.keygen(keys, "follower")
+    base = free_tcp_base()
+    endpoints = {"transport": "tcp", "tcp_base_port": base, "curve_dir": str(keys)}
+    shared = {  # the follower replays the cores, so it needs the leader's settings for them
+        "feed": {"rate": 400.0, "seed": 5},
+        "logger": {"fsync": "none"},
+        "risk": {"max_intent_age_ms": 0},
+        "strategy": {"hash_every": 200},
+    }
+    leader = Mesh(ALL, {**shared, "endpoints": endpoints})
+    follower = Mesh(
+        ["logger", "verifier"],
+        {
+            **shared,
+            "endpoints": {**endpoints, "curve_client": "follower", "logger_port": free_tcp_base(1, base + 1000)},
+            "verifier": {"name": "verifier-b"},
+        },
+    )
+    try:
+        leader.start()
+        wait_for(lambda: len(leader.events()) > 2_000, 120, "the leader's log past 2,000 events")
+        follower.start()  # joins late: its logger repairs the start from the sequencer's journal
+
+        def caught_up():
+            head = leader.events()[-1].seq
+            mine = list(eventlog.read_range(follower.log_dir, max(1, head - 5)))
+            return mine and mine[-1][0] >= head and head
+
+        head = wait_for(caught_up, 120, "the follower's log at the leader's head")
+        ours = dict(eventlog.read_range(leader.log_dir, 1, head))
+        theirs = dict(eventlog.read_range(follower.log_dir, 1, head))
+        assert len(ours) == head and ours == theirs, "the replica differs from the leader's log"
+
+        def verified():
+            beats = [
+                e.body
+                for e in leader.events(max(1, head - 1000))
+                if isinstance(e.body, E.Heartbeat) and e.body.service == "verifier-b"
+            ]
+            return beats and beats[-1].counters["checked"] >= 5 and beats[-1]
+
+        beat = wait_for(verified, 120, "the follower's verifier checking the leader's hashes")
+        assert beat.counters["divergences"] == 0, beat.counters
+        assert not [e for e in leader.events() if isinstance(e.body, E.HashDivergence)]
+    finally:
+        follower.cleanup()
+        leader.cleanup()

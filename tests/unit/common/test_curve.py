@@ -131,3 +131,18 @@ def test_missing_keys_are_named_with_the_command_that_makes_them(tmp_path: Path)
             sockets.push(ctx, _cfg(tmp_path, keys), "ingest_ctl")
     finally:
         ctx.destroy(linger=0)
+
+
+def test_a_follower_nodes_logger_endpoint_and_verifier_name(tmp_path: Path) -> None:
+    cfg = from_dict(
+        {"endpoints": {"transport": "tcp", "tcp_base_port": 7100, "logger_port": 9000}, "verifier": {"name": "v-b"}}
+    )
+    assert sockets.endpoint(cfg, "logger_ctl") == "tcp://127.0.0.1:9000"
+    assert sockets.endpoint(cfg, "sequencer_ctl") == "tcp://127.0.0.1:7103"  # the leader's, as before
+    leader = from_dict({"endpoints": {"transport": "tcp", "tcp_base_port": 7100}})
+    assert sockets.endpoint(leader, "logger_ctl") == "tcp://127.0.0.1:7104"
+    with pytest.raises(ConfigError, match="logger_host '10.1.1.1' is not a loopback address"):
+        from_dict({"endpoints": {"transport": "tcp", "logger_host": "10.1.1.1"}})
+    for bad in ("", "v:b"):
+        with pytest.raises(ConfigError, match="verifier"):
+            from_dict({"verifier": {"name": bad}})
