@@ -58,8 +58,14 @@ class EndpointsConfig:
     def __post_init__(self) -> None:
         if self.curve_dir and self.transport != "tcp":
             raise ValueError('curve_dir encrypts tcp endpoints: set transport = "tcp", or leave curve_dir empty')
+        if (self.logger_host or self.logger_port) and self.transport != "tcp":
+            raise ValueError('logger_host / logger_port place the logger on tcp: set transport = "tcp"')
+        if not self.tcp_host:
+            raise ValueError("tcp_host is empty")
         for key in ("tcp_host", "logger_host"):
             host = getattr(self, key)
+            if ":" in host or host.startswith("["):
+                raise ValueError(f"{key} {host!r}: IPv6 addresses are not supported (the sockets are IPv4)")
             if self.transport == "tcp" and host and not self.curve_dir and not _loopback(host):
                 raise ValueError(
                     f"{key} {host!r} is not a loopback address: tcp beyond this host needs curve_dir "
@@ -71,7 +77,7 @@ def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: it may resolve anywhere
 

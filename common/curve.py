@@ -11,17 +11,17 @@ authenticated):
   endpoints, the logger's) is a CURVE server holding the mesh's server key,
   and accepts a connection only from a client whose public key is in
   `<curve_dir>/authorized/` (checked by a ZAP handler thread in that
-  process; anyone else's handshake is refused and nothing reaches the
-  service);
+  process, which reads the directory when the process starts; anyone
+  else's handshake is refused and nothing reaches the service);
 * a socket that connects holds the node's client key pair
   (`endpoints.curve_client`, default "client") and the server's public key.
 
 Key files are ZeroMQ's certificate files (`zmq.auth`): `NAME.key` holds a
 public key, `NAME.key_secret` the pair (mode 0600). One directory serves a
-single host; across hosts the server's host needs `server.key_secret` and
-`authorized/`, and each other host `server.key` plus its own
-`<client>.key_secret`, whose `.key` goes into the server host's
-`authorized/`. `python -m common.curve keygen DIR [--client NAME]` makes
+single host; across hosts, the sequencer's host and every follower (whose
+logger serves catch-up) need `server.key_secret` and `authorized/`, and each
+other host `server.key` plus its own `<client>.key_secret`, whose `.key`
+goes into the `authorized/` of every host that binds. `python -m common.curve keygen DIR [--client NAME]` makes
 them (keeping any that exist).
 """
 
@@ -58,10 +58,20 @@ def keygen(d: Path, client: str = "client") -> list[Path]:
     (d / AUTHORIZED).mkdir(exist_ok=True)
     written: list[Path] = []
     for name in (SERVER, client):
-        if not (d / f"{name}.key_secret").exists():
+        if (d / f"{name}.key_secret").exists():
+            continue
+        if (d / f"{name}.key").exists():
+            # A public key without its secret was copied here from another host (a
+            # follower's server.key): a new pair would no longer match the original.
+            raise ValueError(f"{d / name}.key exists without its secret: copy {name}.key_secret from its host")
+        old = os.umask(0o077)  # the secret file is never readable by others, not even briefly
+        try:
             pub, sec = zmq.auth.create_certificates(d, name)
-            os.chmod(sec, 0o600)
-            written += [Path(pub), Path(sec)]
+        finally:
+            os.umask(old)
+        os.chmod(sec, 0o600)
+        os.chmod(pub, 0o644)
+        written += [Path(pub), Path(sec)]
     dest = d / AUTHORIZED / f"{client}.key"
     if not dest.exists():
         shutil.copyfile(d / f"{client}.key", dest)
@@ -71,8 +81,11 @@ def keygen(d: Path, client: str = "client") -> list[Path]:
 
 def _load(path: Path, what: str, secret: bool) -> tuple[bytes, bytes | None]:
     if not path.is_file():
-        fix = f"python -m common.curve keygen {path.parent}"
-        raise ConfigError(f"endpoints.curve_dir: {path} is missing ({what}); make it with: {fix}")
+        if path.name.startswith(SERVER) and (path.parent / f"{SERVER}.key").exists():
+            fix = "copy it from the sequencer's host (a node whose logger serves catch-up needs the server key pair)"
+        else:
+            fix = f"make it with: python -m common.curve keygen {path.parent}"
+        raise ConfigError(f"endpoints.curve_dir: {path} is missing ({what}); {fix}")
     if secret and path.stat().st_mode & 0o077:
         raise ConfigError(f"endpoints.curve_dir: {path} holds a secret key readable by others (chmod 600 it)")
     pub, sec = zmq.auth.load_certificate(path)
@@ -90,7 +103,7 @@ def _authenticator(ctx: zmq.Context, d: Path) -> None:
     """One ZAP handler per context (it must share the server sockets' context), started on
     the first server socket; it allows the public keys in `<d>/authorized/`."""
     with _auth_lock:
-        if id(ctx) in _authenticators and _authenticators[id(ctx)][0] is ctx:
+        if id(ctx) in _authenticators:
             return
         allowed = d / AUTHORIZED
         if not allowed.is_dir() or not any(allowed.glob("*.key")):
@@ -99,6 +112,15 @@ def _authenticator(ctx: zmq.Context, d: Path) -> None:
         auth.start()
         auth.configure_curve(domain=ZAP_DOMAIN.decode(), location=str(allowed))
         _authenticators[id(ctx)] = (ctx, auth)
+
+
+def release(ctx: zmq.Context) -> None:
+    """Stop the context's ZAP handler before the context is destroyed (services keep theirs
+    for the life of the process; tests make and destroy contexts)."""
+    with _auth_lock:
+        entry = _authenticators.pop(id(ctx), None)
+    if entry is not None:
+        entry[1].stop()
 
 
 def server(sock: zmq.Socket, cfg: MeshConfig) -> None:
@@ -111,6 +133,8 @@ def server(sock: zmq.Socket, cfg: MeshConfig) -> None:
     sock.curve_publickey = pub
     sock.curve_secretkey = sec
     sock.zap_domain = ZAP_DOMAIN
+    # Without a ZAP handler libzmq would let any CURVE client in: refuse instead.
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
     sock.curve_server = True
 
 

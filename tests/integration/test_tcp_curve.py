@@ -60,6 +60,7 @@ def test_the_mesh_trades_over_encrypted_tcp_and_refuses_an_unknown_key(tmp_path)
         wait_for(lambda: [e for e in mesh.events() if e.source == "operator-test"], 30, "the member's command")
         assert not [e for e in mesh.events() if e.source == "intruder"]
     finally:
+        curve.release(ctx)
         ctx.destroy(linger=0)
         mesh.cleanup()
 

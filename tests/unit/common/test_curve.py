@@ -40,8 +40,15 @@ def test_tcp_off_loopback_needs_curve_and_curve_needs_tcp(tmp_path: Path) -> Non
     for host in ("10.0.0.5", "mesh.example.com", "0.0.0.0"):
         with pytest.raises(ConfigError, match="not a loopback address"):
             from_dict({"endpoints": {"transport": "tcp", "tcp_host": host}})
-    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+    for host in ("127.0.0.1", "127.0.0.2", "localhost"):
         assert from_dict({"endpoints": {"transport": "tcp", "tcp_host": host}}).endpoints.tcp_host == host
+    for host in ("::1", "[::1]"):  # the sockets are IPv4: refused, not a bind failure later
+        with pytest.raises(ConfigError, match="IPv6"):
+            from_dict({"endpoints": {"transport": "tcp", "tcp_host": host}})
+    with pytest.raises(ConfigError, match="tcp_host is empty"):
+        from_dict({"endpoints": {"transport": "tcp", "tcp_host": ""}})
+    with pytest.raises(ConfigError, match="place the logger on tcp"):
+        from_dict({"endpoints": {"logger_port": 9000}})
     ok = from_dict({"endpoints": {"transport": "tcp", "tcp_host": "10.0.0.5", "curve_dir": "keys"}})
     assert ok.endpoints.curve_dir == "keys"
     with pytest.raises(ConfigError, match="curve_dir encrypts tcp"):
@@ -67,6 +74,14 @@ def test_keygen_writes_private_keys_once_and_authorizes_its_client(tmp_path: Pat
     with pytest.raises(ValueError):
         curve.keygen(d, "server")
     assert curve.main(["keygen", str(d)]) == 0
+    # A host given only the server's public key (a client host) never gets a new server pair
+    # that would no longer match the real one.
+    other = tmp_path / "client-host"
+    other.mkdir()
+    (other / "server.key").write_bytes((d / "server.key").read_bytes())
+    with pytest.raises(ValueError, match="copy server.key_secret"):
+        curve.keygen(other, "c2")
+    assert (other / "server.key").read_bytes() == (d / "server.key").read_bytes()
 
 
 def test_an_authorized_client_gets_through_and_strangers_do_not(tmp_path: Path) -> None:
@@ -112,9 +127,16 @@ def test_an_authorized_client_gets_through_and_strangers_do_not(tmp_path: Path) 
         for _ in range(20):
             pub.send(b"sequenced")
         assert _recv_within(eavesdropper, 0.5) == []
-        for s in (stranger, plain, member, eavesdropper, reader, pull, pub):
+
+        # Fail closed: with no ZAP handler to ask, even a member's new connection is refused.
+        curve.release(ctx)
+        late = sockets.push(ctx, cfg, "ingest_ctl")
+        late.send(b"after the handler stopped", zmq.NOBLOCK) if late.poll(0, zmq.POLLOUT) else None
+        assert _recv_within(pull, 0.5) == []
+        for s in (stranger, plain, member, late, eavesdropper, reader, pull, pub):
             s.close(linger=0)
     finally:
+        curve.release(ctx)
         ctx.destroy(linger=0)
 
 
@@ -129,7 +151,11 @@ def test_missing_keys_are_named_with_the_command_that_makes_them(tmp_path: Path)
         (keys / "client.key_secret").chmod(0o644)
         with pytest.raises(ConfigError, match="readable by others"):
             sockets.push(ctx, _cfg(tmp_path, keys), "ingest_ctl")
+        (keys / "server.key_secret").unlink()  # a follower given only the public key: named, with the fix
+        with pytest.raises(ConfigError, match="copy it from the sequencer's host"):
+            sockets.pull(ctx, _cfg(tmp_path, keys), "ingest_ctl")
     finally:
+        curve.release(ctx)
         ctx.destroy(linger=0)
 
 
