@@ -14,7 +14,9 @@
    no exactly-once bookkeeping. The mesh is measured against this.
 
 Real processes throughout (sequencer, logger, producers, relay are separate
-interpreters), ipc:// sockets in a temp dir.
+interpreters), ipc:// sockets in a temp dir; `--transport tcp` / `tcp-curve`
+runs the mesh (not the bare reference) on tcp://127.0.0.1, plain or with
+CURVE, to show what encryption costs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -143,12 +146,42 @@ def bare_pipeline(tmp: Path, n: int, batch: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- the mesh
+def _free_tcp_base() -> int:
+    """A base port whose five mesh ports are free now (below the ephemeral range)."""
+    for base in range(24_000, 32_000, 89):
+        held: list[socket.socket] = []
+        try:
+            for off in range(5):
+                held.append(socket.socket())
+                held[-1].bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for h in held:
+                h.close()
+    raise RuntimeError("no free tcp ports")
+
+
+def _endpoints(tmp: Path, transport: str) -> str:
+    """The [endpoints] section for ipc, tcp on 127.0.0.1, or tcp with CURVE (keys made here)."""
+    if transport == "ipc":
+        return ""
+    text = f'[endpoints]\ntransport = "tcp"\ntcp_base_port = {_free_tcp_base()}\n'
+    if transport == "tcp-curve":
+        from common import curve
+
+        curve.keygen(tmp / "keys")
+        text += f'curve_dir = "{tmp / "keys"}"\n'
+    return text
+
+
 class MeshProcs:
-    def __init__(self, tmp: Path, fsync: str) -> None:
+    def __init__(self, tmp: Path, fsync: str, transport: str = "ipc") -> None:
         self.cfg_path = tmp / "mesh.toml"
         self.cfg_path.write_text(
             f'[run]\ndir = "{tmp}/run"\n[logger]\nfsync = "{fsync}"\n[sequencer]\nfsync = "none"\n'
-            "[ingest]\nmax_inflight = 20000\n"
+            "[ingest]\nmax_inflight = 20000\n" + _endpoints(tmp, transport)
         )
         self.cfg = config.load(self.cfg_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -185,8 +218,8 @@ class MeshProcs:
         self.logs.close()
 
 
-def mesh_throughput(tmp: Path, n: int, fsync: str) -> dict[str, float]:
-    mesh = MeshProcs(tmp, fsync)
+def mesh_throughput(tmp: Path, n: int, fsync: str, transport: str) -> dict[str, float]:
+    mesh = MeshProcs(tmp, fsync, transport)
     try:
         base = mesh.logged()
         t0 = time.perf_counter()
@@ -218,15 +251,15 @@ def mesh_throughput(tmp: Path, n: int, fsync: str) -> dict[str, float]:
         mesh.close()
 
 
-def mesh_latency(tmp: Path, rate: int, seconds: float) -> dict[str, float]:
-    mesh = MeshProcs(tmp, "none")
+def mesh_latency(tmp: Path, rate: int, seconds: float, transport: str) -> dict[str, float]:
+    mesh = MeshProcs(tmp, "none", transport)
     try:
         sub = mesh.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.RCVHWM, 100000)
-        from common.sockets import endpoint
+        from common.sockets import connect
 
-        sub.connect(endpoint(mesh.cfg, "stream"))
+        connect(sub, mesh.cfg, "stream")  # with the client keys when the mesh runs CURVE
         time.sleep(0.3)
         n = int(rate * seconds)
         blaster = _spawn(
@@ -258,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=200_000, help="events for the throughput runs (default 200000)")
     p.add_argument("--rates", default="2000,20000", help="paced rates for latency, events/s (default 2000,20000)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each paced run (default 5)")
+    p.add_argument(
+        "--transport",
+        choices=("ipc", "tcp", "tcp-curve"),
+        default="ipc",
+        help="the mesh's endpoints: ipc (default), tcp on 127.0.0.1, or tcp with CURVE (the bare reference stays ipc)",
+    )
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -278,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "bare-relay":
         return role_bare_relay(args.ep_in, args.ep_out, args.n, args.batch)
 
-    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    results: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "transport": args.transport,
+    }
     tmp = Path(tempfile.mkdtemp(prefix="am-bench-", dir="/tmp"))
     try:
         for batch in (1, 64):
@@ -290,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         for fsync in ("none", "interval"):
             d = tmp / f"mesh-{fsync}"
             d.mkdir()
-            r = mesh_throughput(d, args.events, fsync)
+            r = mesh_throughput(d, args.events, fsync, args.transport)
             results[f"mesh_fsync_{fsync}"] = r
             print(
                 f"mesh producer->sequencer->logger log (fsync {fsync}): "
@@ -300,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         for rate in (int(x) for x in args.rates.split(",")):
             d = tmp / f"lat{rate}"
             d.mkdir()
-            r = mesh_latency(d, rate, args.seconds)
+            r = mesh_latency(d, rate, args.seconds, args.transport)
             lat[str(rate)] = r
             print(
                 f"mesh end-to-end latency at {rate}/s: p50 {r['p50_us']:.0f} us  "
