@@ -21,8 +21,10 @@ public key, `NAME.key_secret` the pair (mode 0600). One directory serves a
 single host; across hosts, the sequencer's host and every follower (whose
 logger serves catch-up) need `server.key_secret` and `authorized/`, and each
 other host `server.key` plus its own `<client>.key_secret`, whose `.key`
-goes into the `authorized/` of every host that binds. `python -m common.curve keygen DIR [--client NAME]` makes
-them (keeping any that exist).
+goes into the `authorized/` of every host that binds.
+`python -m common.curve keygen DIR [--client NAME]` makes them (keeping any
+that exist); `check DIR [--client NAME]` says what a host's directory lets
+it do and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -151,16 +153,63 @@ def client(sock: zmq.Socket, cfg: MeshConfig) -> None:
     sock.curve_secretkey = sec
 
 
+def check(d: Path, client: str = "client") -> tuple[list[str], list[str]]:
+    """What a host with key directory `d` can do, and what is wrong: (facts, problems)."""
+    facts: list[str] = []
+    problems: list[str] = []
+
+    def load(path: Path, secret: bool) -> bytes | None:
+        try:
+            return _load(path, path.name, secret)[0]
+        except ConfigError as exc:
+            problems.append(str(exc).removeprefix("endpoints.curve_dir: "))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: unreadable ({exc})")
+        return None
+
+    server_pub = load(d / f"{SERVER}.key", secret=False)
+    if (d / f"{SERVER}.key_secret").exists():
+        pair = load(d / f"{SERVER}.key_secret", secret=True)
+        if pair is not None and server_pub is not None and pair != server_pub:
+            problems.append(f"{SERVER}.key and {SERVER}.key_secret are not one pair")
+        allowed = sorted((d / AUTHORIZED).glob("*.key")) if (d / AUTHORIZED).is_dir() else []
+        if pair is not None and allowed:
+            facts.append(f"can bind (sequencer, logger): {len(allowed)} authorized client key(s)")
+        elif pair is not None:
+            problems.append(f"{d / AUTHORIZED} holds no client key: no one could connect to this host")
+        for f in allowed:
+            load(f, secret=False)
+    else:
+        facts.append("cannot bind: no server secret (a host running only clients)")
+    mine = load(d / f"{client}.key_secret", secret=True)
+    if mine is not None and server_pub is not None:
+        facts.append(f"can connect as {client!r}")
+        peer = d / AUTHORIZED / f"{client}.key"
+        if (d / f"{SERVER}.key_secret").exists() and not peer.exists():
+            problems.append(f"{client!r} is not in this host's {AUTHORIZED}/: its own services could not connect here")
+    return facts, problems
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m common.curve", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     k = sub.add_parser("keygen", help="make the server key pair and a client's, and authorize the client")
     k.add_argument("dir", type=Path, help="the key directory (endpoints.curve_dir)")
     k.add_argument("--client", default="client", help="the client key pair's name (endpoints.curve_client)")
+    c = sub.add_parser("check", help="say what this host's key directory lets it do, and what is wrong with it")
+    c.add_argument("dir", type=Path, help="the key directory (endpoints.curve_dir)")
+    c.add_argument("--client", default="client", help="this host's client key pair (endpoints.curve_client)")
     args = p.parse_args(argv)
     if not zmq.has("curve"):
         print("this libzmq was built without CURVE support", file=sys.stderr)
         return 1
+    if args.cmd == "check":
+        facts, problems = check(args.dir, args.client)
+        for line in facts:
+            print(f"ok: {line}")
+        for line in problems:
+            print(f"problem: {line}")
+        return 1 if problems else 0
     try:
         written = keygen(args.dir, args.client)
     except (OSError, ValueError) as exc:

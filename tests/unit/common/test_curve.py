@@ -172,3 +172,31 @@ def test_a_follower_nodes_logger_endpoint_and_verifier_name(tmp_path: Path) -> N
     for bad in ("", "v:b"):
         with pytest.raises(ConfigError, match="verifier"):
             from_dict({"verifier": {"name": bad}})
+
+
+def test_check_says_what_a_hosts_keys_allow_and_what_is_wrong(tmp_path: Path) -> None:
+    leader = tmp_path / "leader"
+    curve.keygen(leader)
+    facts, problems = curve.check(leader)
+    assert problems == [] and any("can bind" in f for f in facts) and any("can connect" in f for f in facts)
+    assert curve.main(["check", str(leader)]) == 0
+
+    client_host = tmp_path / "client-host"  # what a host running only clients is given
+    client_host.mkdir()
+    for f in ("server.key", "client.key_secret"):
+        (client_host / f).write_bytes((leader / f).read_bytes())
+    (client_host / "client.key_secret").chmod(0o600)
+    facts, problems = curve.check(client_host)
+    assert problems == [] and any("cannot bind" in f for f in facts)
+
+    (client_host / "client.key_secret").chmod(0o644)
+    assert any("readable by others" in p for p in curve.check(client_host)[1])
+    assert curve.main(["check", str(client_host)]) == 1
+
+    other = tmp_path / "other"
+    curve.keygen(other)
+    (leader / "server.key").write_bytes((other / "server.key").read_bytes())  # a pair torn apart
+    assert any("not one pair" in p for p in curve.check(leader)[1])
+    for f in (leader / "authorized").iterdir():
+        f.unlink()
+    assert any("no one could connect" in p for p in curve.check(leader)[1])
