@@ -179,6 +179,36 @@ class StrategyConfig:
     book_slots: int = field(default=65_536, metadata=_range(64, 1 << 22))
     hash_every: int = field(default=1000, metadata=_range(1))
     snapshot_every: int = field(default=10_000, metadata=_range(1))
+    # Other instances run side by side with these parameters: [name, "SYM1,SYM2"] each
+    # (`python -m services.strategy --name NAME` takes its symbols from here). The
+    # verifier and the backtester run every instance declared here.
+    instances: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [self.name] + [n for n, _ in self.instances]
+        for n in names:
+            if not n or ":" in n:
+                raise ValueError(f"instance name {n!r} must be non-empty and without ':'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"instance names must differ: {names}")
+        for n, syms in self.instances:
+            if not instance_symbols(syms):
+                raise ValueError(f"instance {n!r} has no symbols")
+
+    def instance(self, name: str) -> StrategyConfig:
+        """This config as instance `name` runs it (its name and symbols)."""
+        for n, syms in self.instances:
+            if n == name:
+                return dataclasses.replace(self, name=n, symbols=instance_symbols(syms), instances=())
+        raise KeyError(name)
+
+    def all_instances(self) -> list[StrategyConfig]:
+        """The configured instance first, then every declared one."""
+        return [dataclasses.replace(self, instances=())] + [self.instance(n) for n, _ in self.instances]
+
+
+def instance_symbols(text: str) -> tuple[str, ...]:
+    return tuple(s.strip().upper() for s in text.split(",") if s.strip())
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,30 @@ from services.strategy.core import StrategyCore
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", help="instance name (producer id); default strategy.name from the config")
+    p.add_argument(
+        "--name",
+        help="instance name (producer id); default strategy.name; a name in strategy.instances takes its symbols there",
+    )
     p.add_argument("--symbols", help="comma-separated symbols for this instance; default strategy.symbols")
 
 
 def build(cfg: config.MeshConfig, args: argparse.Namespace) -> tuple[StrategyCore, int, int]:
-    changes: dict[str, object] = {}
-    if args.name:
-        changes["name"] = args.name
-    if args.symbols:
-        changes["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    if changes:
-        cfg = config.replace(cfg, "strategy", **changes)
-    sc = cfg.strategy
+    declared = dict(cfg.strategy.instances)
+    symbols = config.instance_symbols(args.symbols) if args.symbols else None
+    if args.name in declared:
+        sc = cfg.strategy.instance(args.name)
+        if symbols is not None and symbols != sc.symbols:
+            # The verifier replays the declared instance: a different book would diverge at once.
+            raise config.ConfigError(
+                f"--symbols {','.join(symbols)} differs from strategy.instances' {args.name}: {','.join(sc.symbols)}"
+            )
+    else:
+        changes: dict[str, object] = {"instances": []}
+        if args.name:
+            changes["name"] = args.name
+        if symbols is not None:
+            changes["symbols"] = list(symbols)
+        sc = config.replace(cfg, "strategy", **changes).strategy
     return StrategyCore(sc, load_symbols(cfg.symbols.exchange_info)), sc.hash_every, sc.snapshot_every
 
 

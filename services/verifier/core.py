@@ -28,9 +28,9 @@ from services.strategy.core import StrategyCore
 def build_cores(cfg: MeshConfig) -> dict[str, tuple[Core, int]]:
     """Every stateful service core with its hash interval, keyed by service name."""
     symbols = load_symbols(cfg.symbols.exchange_info)
-    strategy = StrategyCore(cfg.strategy, symbols)
+    strategies = {sc.name: (StrategyCore(sc, symbols), sc.hash_every) for sc in cfg.strategy.all_instances()}
     return {
-        strategy.name: (strategy, cfg.strategy.hash_every),
+        **strategies,  # type: ignore[dict-item]
         "risk": (RiskCore(cfg.risk, symbols), cfg.risk.hash_every),
         "router": (RouterCore(cfg.router, symbols), cfg.router.hash_every),
         "execution": (ExecutionCore(cfg.execution, cfg.router, symbols), cfg.execution.hash_every),

@@ -103,8 +103,17 @@ def test_a_clock_reading_core_is_caught_at_the_right_seq():
 
 def test_the_real_cores_replay_identically_from_the_same_events():
     cfg = config.from_dict({})
-    evs = [seqd(1, E.BookSnapshot("BTCUSDT", 1, E.pack_levels([(100_00 - i, 10_000 + i) for i in range(20)]),
-                                  E.pack_levels([(100_05 + i, 10_000 + i) for i in range(20)])))]
+    evs = [
+        seqd(
+            1,
+            E.BookSnapshot(
+                "BTCUSDT",
+                1,
+                E.pack_levels([(100_00 - i, 10_000 + i) for i in range(20)]),
+                E.pack_levels([(100_05 + i, 10_000 + i) for i in range(20)]),
+            ),
+        )
+    ]
     for i in range(2, 400):
         if i % 3:
             evs.append(seqd(i, E.BookDelta("BTCUSDT", i, i, E.pack_levels([(100_00 - i % 7, 5_000 + i)]), b"")))
@@ -134,3 +143,82 @@ def test_a_verifier_resumed_from_its_snapshot_checks_on_as_if_never_stopped():
         resumed.apply(ev)
     assert resumed.hashes() == whole.hashes()
     assert (resumed.checked, resumed.unverifiable, resumed.divergences) == (whole.checked, 0, [])
+
+
+def _two_symbol_events() -> list[E.Sequenced]:
+    evs = []
+    seq = 0
+    for sym, base in (("BTCUSDT", 100_00), ("ETHUSDT", 30_00)):
+        seq += 1
+        bids = E.pack_levels([(base - i, 10_000 + i) for i in range(20)])
+        asks = E.pack_levels([(base + 5 + i, 10_000 + i) for i in range(20)])
+        evs.append(seqd(seq, E.BookSnapshot(sym, 1, bids, asks)))
+    for i in range(2, 300):
+        sym, base = ("BTCUSDT", 100_00) if i % 2 else ("ETHUSDT", 30_00)
+        seq += 1
+        if i % 3:
+            evs.append(seqd(seq, E.BookDelta(sym, i, i, E.pack_levels([(base - i % 7, 5_000 + i)]), b"")))
+        else:
+            evs.append(seqd(seq, E.Trade(sym, i, base + 5, 1000, i % 2 == 0)))
+    return evs
+
+
+def test_every_declared_strategy_instance_is_replayed_and_its_hashes_checked():
+    """Two strategy instances side by side (one per symbol): each publishes its own hashes, and
+    a verifier whose config declares the second instance checks both; one that does not know
+    it checks only the first."""
+    from common.units import load_symbols
+    from services.strategy.core import StrategyCore
+
+    cfg = config.from_dict({"strategy": {"hash_every": 10, "instances": [["strategy-eth", "ETHUSDT"]]}})
+    symbols = load_symbols(cfg.symbols.exchange_info)
+    live = [StrategyCore(sc, symbols) for sc in cfg.strategy.all_instances()]
+    assert [c.name for c in live] == ["strategy", "strategy-eth"]
+    log, seq, pending = [], 0, []
+    for ev in _two_symbol_events():
+        seq += 1
+        ev = seqd(seq, pending.pop(0) if pending else ev.body, ev.source)
+        log.append(ev)
+        for core in live:
+            core.apply(ev)
+            if seq % 10 == 0:
+                pending.append(E.StateHash(core.name, seq, state_hash(core.state())))
+    hashes = {(e.body.service, e.body.covers_seq): e.body.hash for e in log if isinstance(e.body, E.StateHash)}
+    assert any(s == "strategy-eth" for s, _ in hashes)
+    assert hashes[("strategy", 10)] != hashes[("strategy-eth", 10)]  # different books: a mix-up would show
+
+    rep = Replayer(build_cores(cfg))
+    for ev in log:
+        assert rep.apply(ev) is None
+    published = sum(1 for e in log if isinstance(e.body, E.StateHash))
+    assert rep.checked == published and not rep.divergences
+
+    undeclared = Replayer(build_cores(config.from_dict({"strategy": {"hash_every": 10}})))
+    for ev in log:
+        undeclared.apply(ev)
+    assert undeclared.checked == sum(1 for s, _ in hashes if s == "strategy") < published
+
+
+def test_a_strategy_instance_takes_its_symbols_from_the_config():
+    import argparse
+
+    from services.strategy.service import build
+
+    cfg = config.from_dict({"strategy": {"instances": [["strategy-eth", "ETHUSDT"]]}})
+    core, _, _ = build(cfg, argparse.Namespace(name="strategy-eth", symbols=None))
+    assert core.name == "strategy-eth" and list(core.books) == ["ETHUSDT"]
+    core, _, _ = build(cfg, argparse.Namespace(name=None, symbols=None))
+    assert core.name == "strategy" and list(core.books) == ["BTCUSDT"]
+    try:
+        build(cfg, argparse.Namespace(name="strategy-eth", symbols="BTCUSDT"))
+    except config.ConfigError as exc:
+        assert "differs from strategy.instances" in str(exc)
+    else:
+        raise AssertionError("an instance ran on other symbols than its declaration")
+    for bad in ([["strategy", "ETHUSDT"]], [["x", ""]], [["a:b", "ETHUSDT"]]):
+        try:
+            config.from_dict({"strategy": {"instances": bad}})
+        except config.ConfigError:
+            pass
+        else:
+            raise AssertionError(f"accepted {bad}")
