@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import zmq
 from benchmarks._stats import percentiles_us
 from common import config, eventlog, events
 from common.rpc import RpcClient
+from common.sockets import free_tcp_base
 
 TRADE = events.Trade("BTCUSDT", 1, 6183763, 2000000, False)
 
@@ -146,28 +146,11 @@ def bare_pipeline(tmp: Path, n: int, batch: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- the mesh
-def _free_tcp_base() -> int:
-    """A base port whose five mesh ports are free now (below the ephemeral range)."""
-    for base in range(24_000, 32_000, 89):
-        held: list[socket.socket] = []
-        try:
-            for off in range(5):
-                held.append(socket.socket())
-                held[-1].bind(("127.0.0.1", base + off))
-            return base
-        except OSError:
-            continue
-        finally:
-            for h in held:
-                h.close()
-    raise RuntimeError("no free tcp ports")
-
-
 def _endpoints(tmp: Path, transport: str) -> str:
     """The [endpoints] section for ipc, tcp on 127.0.0.1, or tcp with CURVE (keys made here)."""
     if transport == "ipc":
         return ""
-    text = f'[endpoints]\ntransport = "tcp"\ntcp_base_port = {_free_tcp_base()}\n'
+    text = f'[endpoints]\ntransport = "tcp"\ntcp_base_port = {free_tcp_base()}\n'
     if transport == "tcp-curve":
         from common import curve
 

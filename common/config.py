@@ -73,6 +73,12 @@ class EndpointsConfig:
                 )
 
 
+def _check_source_name(what: str, name: str) -> None:
+    """A producer's source name: keys are "source:epoch:seq:n", so it holds no ':'."""
+    if not name or ":" in name:
+        raise ValueError(f"{what} {name!r} must be non-empty and without ':'")
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -187,8 +193,7 @@ class StrategyConfig:
     def __post_init__(self) -> None:
         names = [self.name] + [n for n, _ in self.instances]
         for n in names:
-            if not n or ":" in n:
-                raise ValueError(f"instance name {n!r} must be non-empty and without ':'")
+            _check_source_name("instance name", n)
         if len(set(names)) != len(names):
             raise ValueError(f"instance names must differ: {names}")
         for n, syms in self.instances:
@@ -241,8 +246,7 @@ class VerifierConfig:
     name: str = "verifier"
 
     def __post_init__(self) -> None:
-        if not self.name or ":" in self.name:
-            raise ValueError(f"name {self.name!r} must be non-empty and without ':'")
+        _check_source_name("name", self.name)
 
 
 @dataclass(frozen=True)

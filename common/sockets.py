@@ -11,6 +11,7 @@ frames, infinite linger) are wrong for this mesh in opposite directions.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import zmq
@@ -26,6 +27,24 @@ ENDPOINTS = (
     "sequencer_ctl",  # sequencer ROUTER: hello (last source seq) and journal re-sends
     "logger_ctl",  # logger ROUTER: log ranges for catch-up
 )
+
+
+def free_tcp_base(count: int = len(ENDPOINTS), start: int = 23_000) -> int:
+    """A base port whose `count` consecutive ports on 127.0.0.1 are free now, below the
+    kernel's ephemeral range (for tests and benchmarks that run the mesh on tcp)."""
+    for base in range(start, 32_000, 97):
+        held: list[socket.socket] = []
+        try:
+            for off in range(count):
+                held.append(socket.socket())
+                held[-1].bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for h in held:
+                h.close()
+    raise RuntimeError("no free tcp ports")
 
 
 def ensure_run_dir(cfg: MeshConfig) -> Path:

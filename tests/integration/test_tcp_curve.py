@@ -13,8 +13,8 @@ import zmq
 from common import config, curve, eventlog
 from common import events as E
 from common.producer import Producer, SequencerUnavailable
+from common.sockets import free_tcp_base
 from tests.integration.harness import Mesh, wait_for
-from tests.support.ports import free_tcp_base
 
 pytestmark = [
     pytest.mark.timeout(240),

@@ -15,7 +15,7 @@ import zmq
 
 from common import curve, sockets
 from common.config import ConfigError, from_dict
-from tests.support.ports import free_tcp_base
+from common.sockets import free_tcp_base
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 
