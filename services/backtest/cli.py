@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid over strategy keys (or section.key); repeatable; runs in a process pool")  # fmt: skip
     p.add_argument("--jobs", type=int, default=0, help="sweep processes (default: CPU count)")
     p.add_argument("--label", default="", help="a name printed in the report title")
+    p.add_argument("--per-event", action="store_true",
+                   help="apply every event through each core's apply(), not quiet market events in one kernel call "
+                        "(slower; the same report and hashes)")  # fmt: skip
     ahead = p.add_mutually_exclusive_group()
     ahead.add_argument("--prefetch", dest="prefetch", action="store_const", const=True,
                        help="read the input in a child process, overlapping the engine (default with 2+ CPUs; "
@@ -139,6 +142,8 @@ def seed_comparison(rep: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.sweep and args.per_event:
+        parser.error("--per-event does not apply to --sweep (a sweep runs the market run kernel)")
     if args.sweep and args.prefetch:
         parser.error("--prefetch does not apply to --sweep (its process pool already uses every CPU)")
     try:
@@ -167,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             print("backtest: --prefetch needs the 'fork' start method, which this platform lacks", file=sys.stderr)
             return EXIT_USAGE
         inp = prefetch.Prefetched(inp)
-    res = run_backtest(cfg, inp, args.fill_model, label=args.label, progress=args.progress)
+    res = run_backtest(
+        cfg, inp, args.fill_model, label=args.label, progress=args.progress, market_run=not args.per_event
+    )
     rep = res.report
     if args.equity_csv:
         n = report.write_equity_csv(res.stats, args.equity_csv)

@@ -47,6 +47,7 @@ from common import config as config_mod
 from common import events as E
 from common.config import MeshConfig
 from common.core import Core, state_hash
+from services.backtest import fastpath
 from services.execution.core import ExecutionCore
 from services.execution.simexchange import FILL_MODELS, SimExchange
 from services.verifier.core import build_cores
@@ -70,8 +71,14 @@ def set_fill_model(core: ExecutionCore, fill_model: str) -> None:
         raise ValueError(f"fill model must be one of {', '.join(FILL_MODELS)}, got {fill_model!r}")
     core.venues = {
         name: SimExchange(
-            sim.venue, sim.symbols, sim.maker_fee_bps, sim.taker_fee_bps, sim.order_latency_ns,
-            sim.feed_latency_ns, sim.cancel_latency_ns, fill_model=fill_model,
+            sim.venue,
+            sim.symbols,
+            sim.maker_fee_bps,
+            sim.taker_fee_bps,
+            sim.order_latency_ns,
+            sim.feed_latency_ns,
+            sim.cancel_latency_ns,
+            fill_model=fill_model,
         )  # fmt: skip
         for name, sim in core.venues.items()
     }
@@ -148,6 +155,7 @@ class Engine:
         fill_model: str = "queue",
         observers: Iterable[Observer] = (),
         keep_events: bool = False,
+        market_run: bool = True,
     ) -> None:
         self.cfg = backtest_config(cfg)
         self.fill_model = fill_model
@@ -164,9 +172,16 @@ class Engine:
         self.lamport = 0
         self.clock_ns = 0
         self.interval_ns = self.cfg.sequencer.clock_interval_ms * 1_000_000
+        self.max_clock_gap_ns = MAX_CLOCK_GAP_NS
         self.next_clock = 0
         self._src: dict[str, int] = collections.defaultdict(int)
         self._pending: collections.deque[tuple[str, str, int, E._Body]] = collections.deque()
+        # Quiet market events through every core in one kernel call (fastpath.py), where it
+        # covers the configuration; `why_per_event` says why not, or that it was switched off.
+        self.market: fastpath.MarketRun | None = None
+        self.why_per_event = "switched off (--per-event)"
+        if market_run:
+            self.market, self.why_per_event = fastpath.MarketRun.build(self)
 
     # ------------------------------------------------------------ the sequencer
     def _sequence(self, source: str, key: str, event_ns: int, body: E._Body) -> None:
@@ -206,8 +221,8 @@ class Engine:
         iv = self.interval_ns
         if t < self.next_clock:
             return
-        if t - self.next_clock > MAX_CLOCK_GAP_NS:
-            stop = self.next_clock + MAX_CLOCK_GAP_NS
+        if t - self.next_clock > self.max_clock_gap_ns:
+            stop = self.next_clock + self.max_clock_gap_ns
             while self.next_clock <= stop:
                 self._clock(self.next_clock)
                 self.next_clock += iv
@@ -216,6 +231,12 @@ class Engine:
         while self.next_clock <= t:
             self._clock(self.next_clock)
             self.next_clock += iv
+
+    def _clocks_before(self, event_ns: int) -> None:
+        """The Clock events due before a market event at event_ns is sequenced."""
+        t = event_ns if event_ns > self.clock_ns else self.clock_ns
+        if t >= self.next_clock:
+            self._clocks_until(t)
 
     def start(self, t: int) -> None:
         """The sequencer's epoch event, first of every run (as live)."""
@@ -229,21 +250,16 @@ class Engine:
     # ------------------------------------------------------------ the loop
     def run(self, items: Iterable[tuple[int, E._Body]], progress: Progress | None = None) -> RunInfo:
         t0 = time.perf_counter()
-        n = 0
-        started = self.seq > 0
-        for event_ns, body in items:
-            if not started:
-                self.start(event_ns)
-                started = True
-            t = event_ns if event_ns > self.clock_ns else self.clock_ns
-            if t >= self.next_clock:
-                self._clocks_until(t)
-            self._sequence(FEED, "", event_ns, body)
-            if self._pending:
-                self._drain()
-            n += 1
-            if progress is not None and not n & 1023:
-                progress.update(n)
+        if self.market is not None:
+            n = fastpath.run(self.market, items, progress)
+        else:
+            n = 0
+            one = self._one
+            for event_ns, body in items:
+                one(event_ns, body)
+                n += 1
+                if progress is not None and not n & 1023:
+                    progress.update(n)
         self.info.inputs += n
         self.info.sequenced = self.seq
         self.info.last_ns = self.clock_ns
@@ -251,6 +267,15 @@ class Engine:
         if progress is not None:
             progress.close()
         return self.info
+
+    def _one(self, event_ns: int, body: E._Body) -> None:
+        """One market event through the sequencer and every core, and all it causes."""
+        if self.seq == 0:
+            self.start(event_ns)
+        self._clocks_before(event_ns)
+        self._sequence(FEED, "", event_ns, body)
+        if self._pending:
+            self._drain()
 
     # ------------------------------------------------------------ results
     def hashes(self) -> dict[str, str]:

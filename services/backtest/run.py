@@ -26,12 +26,14 @@ def run_backtest(
     label: str = "",
     progress: bool | None = False,
     keep_events: bool = False,
+    market_run: bool = True,
 ) -> Result:
-    """Run `inp` through the mesh's cores in process and report. progress None = on a TTY only."""
+    """Run `inp` through the mesh's cores in process and report. progress None = on a TTY only;
+    market_run False: every event through each core's apply() (fastpath.py's reference)."""
     warm_up()
     symbols = load_symbols(cfg.symbols.exchange_info)
     stats = report.Stats(symbols, money_scale=cfg.risk.pnl_scale)
-    engine = Engine(cfg, fill_model=fill_model, observers=[stats], keep_events=keep_events)
+    engine = Engine(cfg, fill_model=fill_model, observers=[stats], keep_events=keep_events, market_run=market_run)
     bar = Progress(inp.total, enabled=None if progress is None else progress) if progress is not False else None
     engine.run(inp.items(), bar)
     rep = report.build(engine=engine, stats=stats, inputs=inp, fill_model=fill_model, label=label)

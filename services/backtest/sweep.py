@@ -136,4 +136,3 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     keep = ("grid_index", "params", "events", "orders", "fills", "round_trips", "realized_pnl", "fees",
             "max_drawdown", "win_rate", "sharpe", "hashes")  # fmt: skip
     return {k: r[k] for k in keep} | {"realized_pnl_units": r["units"]["realized_pnl"]}
-

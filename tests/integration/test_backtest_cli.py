@@ -32,6 +32,8 @@ def test_help() -> None:
     assert r.returncode == 0
     for flag in ("--data", "--log", "--synthetic", "--fill-model", "--json", "--equity-csv", "--plot", "--sweep"):
         assert flag in r.stdout
+    for flag in ("--per-event", "--prefetch", "--progress"):
+        assert flag in r.stdout
 
 
 def test_json_twice_identical_but_timing_and_same_equity_csv(tmp_path: Path) -> None:
@@ -50,6 +52,23 @@ def test_json_twice_identical_but_timing_and_same_equity_csv(tmp_path: Path) -> 
     rows = (tmp_path / "a.csv").read_text().splitlines()
     assert rows[0].startswith("seq,event_ns,") and len(rows) == ja["fills"] + 1
     assert "BACKTEST REPORT" in a.stdout  # the text report comes first, JSON last
+
+
+def test_per_event_gives_the_market_runs_report_and_equity_csv(tmp_path: Path) -> None:
+    args = ("--synthetic", "3000", "--seed", "6", "--json", "--no-progress")
+    a = bt(*args, "--equity-csv", str(tmp_path / "a.csv"))
+    b = bt(*args, "--per-event", "--equity-csv", str(tmp_path / "b.csv"))
+    assert a.returncode == 0, a.stderr
+    assert b.returncode == 0, b.stderr
+    ja, jb = last_json(a.stdout), last_json(b.stdout)
+    assert ja.pop("market_run")["events"] > 2000
+    assert jb.pop("market_run") == {"off": "switched off (--per-event)"}
+    strip = lambda j: json.dumps({k: v for k, v in j.items() if k not in TIMING}, sort_keys=True)  # noqa: E731
+    assert strip(ja) == strip(jb)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert "Market run" in a.stdout and "off: switched off (--per-event)" in b.stdout
+    r = bt("--synthetic", "100", "--sweep", "gamma=0.1,0.2", "--per-event")
+    assert r.returncode == 2 and "--per-event does not apply to --sweep" in r.stderr
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:

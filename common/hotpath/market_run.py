@@ -1,0 +1,382 @@
+"""The backtester's quiet-market run: many market events through every core's books in one call.
+
+Most of a backtest's events are market data that no core answers: the
+strategy's kernel decides not to requote, risk and the router only move
+their books, and the simulated exchanges only move theirs (and the queue
+ahead of our resting orders). `market_run` does exactly that work for a run
+of such events, in order, with the very kernels each core calls on its own
+(`_on_book` / `on_trade` on the strategy's arrays, `book_apply_rows` on the
+risk, router and venue ladders), and stops where Python must take over:
+
+* before an event no rule here covers (another symbol, a torn level pair,
+  another body type), and before an event that reaches the next `Clock` or
+  risk's next UTC day (the sequencer's clock and the daily reset are
+  Python's);
+* before an event at whose time an order or cancel arrives at a venue
+  (something is due in flight), before a trade that could fill a resting
+  order of ours on some venue (its price reaches the order: the matching
+  stays in the simulated exchange), and, under the touch fill model, before
+  a book event on a venue that holds resting orders;
+* after an event on which the strategy's kernel acted (quote or cancel
+  all): every core has then applied it, and only the strategy's orders
+  remain to be made, in Python, from the kernel's output slots.
+
+`services.backtest.engine` writes the counters this accumulates back into
+the cores, so their states (and state hashes) are what per-event `apply`
+gives; tests/unit/backtest/test_fastpath.py checks that on real and
+synthetic data.
+
+Contract as ``common.hotpath.kernels``: int64 arrays and integers only, no
+allocation, no floats, valid plain Python (``market_run.py_func``).
+
+Layouts (index constants below):
+
+* ``evs[i]``: one market event: RK_KIND (RK_DELTA, RK_SNAPSHOT, RK_TRADE,
+  RK_BBO, RK_OTHER), RK_TS (event_ns), and either RK_OFF / RK_NB / RK_NA
+  (the event's (price, qty) pairs: bids then asks, from ``flat[RK_OFF]``)
+  or RK_A.. RK_D (trade: price, qty, buyer_maker; best bid/offer: bid
+  price, bid qty, ask price, ask qty).
+* ``sv``: the run's scalars, in and out (SV_*).
+* ``vcfg[v]``: venue v's transform and counters (VC_*); ``vbooks[v]`` its
+  ladder; ``rest[v, j]`` its resting order j (RS_*), ``vcfg[v, VC_NREST]``
+  of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np  # noqa: F401  (kernels take numpy arrays)
+
+from common.hotpath.dtypes import ACT_NONE, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, LV_PX, LV_QTY, LV_SIDE, SIDE_ASK, SIDE_BID
+from common.hotpath.kernels import _on_book, best_px, book_apply_rows, kernel, on_trade
+
+# evs columns
+RK_KIND = 0
+RK_TS = 1
+RK_OFF = 2
+RK_NB = 3
+RK_NA = 4
+RK_A = 2
+RK_B = 3
+RK_C = 4
+RK_D = 5
+RK_COLS = 6
+RK_DELTA = 0
+RK_SNAPSHOT = 1
+RK_TRADE = 2
+RK_BBO = 3
+RK_OTHER = 4
+
+# sv: scalars in (I) and out (O)
+SV_CLOCK = 0  # I/O the sequencer's clock (recv_ns of the last event)
+SV_NEXT_CLOCK = 1  # I: stop before an event at or past it
+SV_DAY_END = 2  # I: stop before an event at or past it (risk's daily reset)
+SV_TOUCH = 3  # I: 1 = the touch fill model
+SV_DONE = 4  # O: events applied
+SV_STOP = 5  # O: why it returned (STOP_*)
+SV_ACT = 6  # O: the strategy's action on the last event applied (STOP_ACT)
+SV_N_KIND = 7  # O: + kind, events applied of each kind (4 slots)
+SV_RISK_BAD = 11  # O: rows risk's book rejected
+SV_ROUTER_BAD = 12  # O: rows the router's book rejected
+SV_TOPS = 13  # O: risk's (bid, ask) top after the last book / bbo event, and SV_TOPS + 2 = 1 if any
+SV_BBO = 16  # O: the router's (bid px, bid qty, ask px, ask qty) of the last bbo, and SV_BBO + 4 = 1 if any
+SV_TRADE_NS = 21  # O: recv_ns of the last trade, 0 if none
+SV_BOOK_NS = 22  # O: recv_ns of the last book event, 0 if none
+# The sequencer's clocks a run may stamp itself (see _clock_ok), and what they need of risk:
+SV_INTERVAL = 24  # I: sequencer.clock_interval_ms, ns
+SV_MAX_GAP = 25  # I: a gap longer than this is Engine._clocks_until's (it skips idle clocks)
+SV_CLOCK_DUE = 26  # I: the first clock time Python must take (a TWAP slice due; 0 = every clock)
+SV_N_CLOCKS = 27  # O: clocks stamped
+SV_R_POS = 28  # I: risk's position in the symbol, atoms
+SV_R_REAL = 29  # I: its net realized PnL, notional units
+SV_R_COST = 30  # I: its cost, notional units
+SV_R_EQUITY = 31  # I: its equity at the last fill price, notional units
+SV_R_MUL = 32  # I: notional units -> money: * MUL // DIV (one of them 1)
+SV_R_DIV = 33
+SV_R_OTHER = 34  # I: every other symbol's share of total PnL, money
+SV_R_KILL_AT = 35  # I: kill_base + max_loss: total below it fires the kill switch (I64 min if set)
+SV_R_DAY_BASE = 36  # I
+SV_R_PEAK = 37  # I/O day_peak
+SV_R_DD_BASE = 38  # I: drawdown_base
+SV_R_DD_BPS = 39  # I: max_drawdown_bps; -1 = the breaker is already set
+SV_LEN = 40
+
+STOP_END = 0  # every event given was applied
+STOP_OTHER = 1  # before an event the run does not cover
+STOP_CLOCK = 2  # before an event a Clock must precede that the run cannot stamp itself
+STOP_VENUE = 3  # before an event a venue must handle in Python
+STOP_ACT = 4  # after an event on which the strategy acted
+
+# vcfg columns
+VC_ADD = 0  # price shift, pipettes
+VC_PCT = 1  # size, percent
+VC_STEP = 2  # lot, atoms
+VC_SAME = 3  # 1 = the venue sees the feed's market unchanged
+VC_DUE = 4  # I: time of the first order / cancel due in flight (I64 max if none)
+VC_NREST = 5  # I: resting orders in rest[v]
+VC_MARKET = 6  # O: market events applied
+VC_BAD = 7  # O: rows its book rejected
+VC_COLS = 8
+
+BIG = 1 << 62  # a product whose factors pass the BIG // x test stays inside int64
+BPS = 10_000
+I64_MIN = -(1 << 63)
+
+# rest columns
+RS_SIDE = 0  # SIDE_BID / SIDE_ASK
+RS_PX = 1
+RS_QA = 2  # I/O queue ahead
+RS_COLS = 3
+
+
+@kernel
+def qty_at(book, side, px):
+    """The quantity at price px on one side of a ladder, 0 if no level is there."""
+    w = book[BK_SLOTS]
+    tick = book[BK_TICK]
+    d = (px if side == SIDE_BID else -px) - book[BK_KEY0 + side]
+    i = d // tick
+    if d - i * tick != 0 or i < 0 or i >= w:
+        return 0
+    return book[BK_Q + side * w + i]
+
+
+@kernel
+def _px_or_0(px):
+    """LadderBook.touch()'s convention: 0 for an empty side."""
+    return px if px > 0 else 0
+
+
+@kernel
+def _feed_rows(lv, flat, off, nb, na):
+    """The event's pairs -> level rows lv[0:nb+na] (side, px, qty), bids first."""
+    for j in range(nb + na):
+        lv[j, LV_SIDE] = SIDE_BID if j < nb else SIDE_ASK
+        lv[j, LV_PX] = flat[off + 2 * j]
+        lv[j, LV_QTY] = flat[off + 2 * j + 1]
+    return nb + na
+
+
+@kernel
+def _venue_rows(vlv, lv, n, add, pct, step, delta):
+    """common.hotpath.venue's transform of level rows: price + add, qty scaled and floored
+    to the lot; a row whose price is not > 0 is dropped, and (unless delta) one whose qty
+    is 0. Returns the rows written to vlv."""
+    m = 0
+    for j in range(n):
+        px = lv[j, LV_PX] + add
+        qty = lv[j, LV_QTY] * pct // 100 // step * step
+        if px > 0 and (delta != 0 or qty > 0):
+            vlv[m, LV_SIDE] = lv[j, LV_SIDE]
+            vlv[m, LV_PX] = px
+            vlv[m, LV_QTY] = qty
+            m += 1
+    return m
+
+
+@kernel
+def _rows_name(lv, n, side, px):
+    for j in range(n):
+        if lv[j, LV_SIDE] == side and lv[j, LV_PX] == px:
+            return 1
+    return 0
+
+
+@kernel
+def _trade_reaches(rest, v, nrest, px, buyer_maker):
+    """1 if a print at px could fill one of venue v's resting orders (SimExchange._on_trade's rule)."""
+    for j in range(nrest):
+        if buyer_maker != 0:
+            if rest[v, j, RS_SIDE] == SIDE_BID and rest[v, j, RS_PX] >= px:
+                return 1
+        elif rest[v, j, RS_SIDE] == SIDE_ASK and rest[v, j, RS_PX] <= px:
+            return 1
+    return 0
+
+
+@kernel
+def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch):
+    """1 if a venue must handle event i in Python (see the module's docstring)."""
+    k = evs[i, RK_KIND]
+    for v in range(vcfg.shape[0]):
+        if vcfg[v, VC_DUE] <= t:
+            return 1
+        nrest = vcfg[v, VC_NREST]
+        if nrest == 0:
+            continue
+        if k == RK_TRADE:
+            px = evs[i, RK_A] + vcfg[v, VC_ADD]
+            qty = evs[i, RK_B] * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
+            if vcfg[v, VC_SAME] != 0:
+                px = evs[i, RK_A]
+                qty = evs[i, RK_B]
+            if px > 0 and qty > 0 and _trade_reaches(rest, v, nrest, px, evs[i, RK_C]) != 0:
+                return 1
+        elif touch != 0 and k == RK_SNAPSHOT:
+            return 1
+        elif touch != 0 and k == RK_DELTA and _may_touch(evs, i, flat, vcfg, v, rest, vbooks[v]) != 0:
+            return 1
+    return 0
+
+
+@kernel
+def _may_touch(evs, i, flat, vcfg, v, rest, book):
+    """Touch model: 1 unless delta i certainly leaves every resting order of venue v untouched.
+
+    Once the touch model has filled what a book event touched, no resting order is touched
+    (checked here too, on the book as it is). A delta can then lower the best ask to a buy's
+    price only by setting an ask level at or below it (removing or shrinking levels only
+    raises it), and likewise for the best bid and a sell."""
+    bb = best_px(book, SIDE_BID)
+    ba = best_px(book, SIDE_ASK)
+    off = evs[i, RK_OFF]
+    nb = evs[i, RK_NB]
+    n = nb + evs[i, RK_NA]
+    same = vcfg[v, VC_SAME]
+    for j in range(vcfg[v, VC_NREST]):
+        px = rest[v, j, RS_PX]
+        buy = rest[v, j, RS_SIDE] == SIDE_BID
+        if (buy and ba > 0 and ba <= px) or (not buy and bb > 0 and bb >= px):
+            return 1
+        lo, hi = (nb, n) if buy else (0, nb)  # the opposite side's rows
+        for r in range(lo, hi):
+            lpx = flat[off + 2 * r]
+            lqty = flat[off + 2 * r + 1]
+            if same == 0:
+                lpx += vcfg[v, VC_ADD]
+                lqty = lqty * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
+            if lqty > 0 and lpx > 0 and ((buy and lpx <= px) or (not buy and lpx >= px)):
+                return 1
+    return 0
+
+
+@kernel
+def _venue_book(book, lv, vlv, n, vcfg, v, rest, snapshot):
+    """Venue v's side of a book event: its transform, its ladder, the queue ahead of its
+    resting orders (a delta moves only the levels it names; a snapshot may move any)."""
+    rows = lv
+    m = n
+    if vcfg[v, VC_SAME] == 0:
+        m = _venue_rows(vlv, lv, n, vcfg[v, VC_ADD], vcfg[v, VC_PCT], vcfg[v, VC_STEP], 1 - snapshot)
+        rows = vlv
+    vcfg[v, VC_MARKET] += 1
+    vcfg[v, VC_BAD] += book_apply_rows(book, rows, 0, m, snapshot)
+    for j in range(vcfg[v, VC_NREST]):
+        side = rest[v, j, RS_SIDE]
+        px = rest[v, j, RS_PX]
+        if snapshot == 0 and _rows_name(rows, m, side, px) == 0:
+            continue
+        level = qty_at(book, side, px)
+        if level < rest[v, j, RS_QA]:
+            rest[v, j, RS_QA] = level
+
+
+@kernel
+def _total_pnl(sv):
+    """RiskCore.total_pnl at the tops in sv, or I64_MIN where an int64 could overflow (Python's)."""
+    pos = sv[SV_R_POS]
+    bid = sv[SV_TOPS]
+    ask = sv[SV_TOPS + 1]
+    native = sv[SV_R_EQUITY]
+    if pos != 0 and bid > 0 and ask > 0:
+        if (pos if pos > 0 else -pos) > BIG // (bid + ask):
+            return I64_MIN
+        native = sv[SV_R_REAL] + (pos * (bid + ask) - 2 * sv[SV_R_COST]) // 2
+    mul = sv[SV_R_MUL]
+    if (native if native > 0 else -native) > BIG // mul:
+        return I64_MIN
+    return native * mul // sv[SV_R_DIV] + sv[SV_R_OTHER]
+
+
+@kernel
+def _clock_ok(sv, vcfg, c):
+    """1 if the Clock at time c makes no output, and then applies it: risk's PnL check (its
+    dead man's switch watches nothing in a backtest) moves only day_peak; no TWAP slice and
+    no venue arrival is due. Else 0 and nothing is applied (Engine._clocks_until's to do)."""
+    if c >= sv[SV_DAY_END] or c >= sv[SV_CLOCK_DUE]:
+        return 0
+    for v in range(vcfg.shape[0]):
+        if vcfg[v, VC_DUE] <= c:
+            return 0
+    total = _total_pnl(sv)
+    if total == I64_MIN or total < sv[SV_R_KILL_AT]:
+        return 0
+    day = total - sv[SV_R_DAY_BASE]
+    peak = sv[SV_R_PEAK] if sv[SV_R_PEAK] > day else day
+    dd = sv[SV_R_DD_BPS]
+    if dd >= 0:
+        base = peak if peak > sv[SV_R_DD_BASE] else sv[SV_R_DD_BASE]
+        if peak - day > BIG // BPS or (dd > 0 and (base if base > 0 else -base) > BIG // dd):
+            return 0
+        if (peak - day) * BPS > dd * base:
+            return 0
+    sv[SV_R_PEAK] = peak
+    sv[SV_CLOCK] = c
+    sv[SV_N_CLOCKS] += 1
+    sv[SV_NEXT_CLOCK] = c + sv[SV_INTERVAL]
+    return 1
+
+
+@kernel
+def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
+    """Apply evs[start:end] until a stop (see the module's docstring); returns the index of
+    the first event not applied (sv[SV_STOP] says why, sv[SV_ACT] the strategy's action)."""
+    touch = sv[SV_TOUCH]
+    i = start
+    while i < end:
+        k = evs[i, RK_KIND]
+        if k == RK_OTHER:
+            sv[SV_STOP] = STOP_OTHER
+            return i
+        ts = evs[i, RK_TS]
+        t = ts if ts > sv[SV_CLOCK] else sv[SV_CLOCK]
+        while t >= sv[SV_NEXT_CLOCK]:
+            c = sv[SV_NEXT_CLOCK]
+            if t - c > sv[SV_MAX_GAP] or _clock_ok(sv, vcfg, c) == 0:
+                sv[SV_STOP] = STOP_CLOCK
+                return i
+        if t >= sv[SV_DAY_END]:
+            sv[SV_STOP] = STOP_CLOCK
+            return i
+        if _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch) != 0:
+            sv[SV_STOP] = STOP_VENUE
+            return i
+        sv[SV_CLOCK] = t
+        act = ACT_NONE
+        if k == RK_DELTA or k == RK_SNAPSHOT:
+            snap = 1 if k == RK_SNAPSHOT else 0
+            n = _feed_rows(lv, flat, evs[i, RK_OFF], evs[i, RK_NB], evs[i, RK_NA])
+            act = _on_book(state, book, params, lv, 0, n, ts, snap)
+            sv[SV_RISK_BAD] += book_apply_rows(rbook, lv, 0, n, snap)
+            sv[SV_TOPS] = _px_or_0(best_px(rbook, SIDE_BID))
+            sv[SV_TOPS + 1] = _px_or_0(best_px(rbook, SIDE_ASK))
+            sv[SV_TOPS + 2] = 1
+            sv[SV_ROUTER_BAD] += book_apply_rows(obook, lv, 0, n, snap)
+            sv[SV_BOOK_NS] = t
+            for v in range(vcfg.shape[0]):
+                _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap)
+        elif k == RK_TRADE:
+            act = on_trade(state, book, params, evs[i, RK_A], evs[i, RK_B], evs[i, RK_C], ts)
+            sv[SV_TRADE_NS] = t
+            for v in range(vcfg.shape[0]):
+                px = evs[i, RK_A] + vcfg[v, VC_ADD]
+                qty = evs[i, RK_B] * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
+                if vcfg[v, VC_SAME] != 0 or (px > 0 and qty > 0):
+                    vcfg[v, VC_MARKET] += 1
+        else:  # RK_BBO: only risk's top and the router's best bid/offer move
+            sv[SV_TOPS] = evs[i, RK_A] if evs[i, RK_B] != 0 else 0
+            sv[SV_TOPS + 1] = evs[i, RK_C] if evs[i, RK_D] != 0 else 0
+            sv[SV_TOPS + 2] = 1
+            sv[SV_BBO] = evs[i, RK_A]
+            sv[SV_BBO + 1] = evs[i, RK_B]
+            sv[SV_BBO + 2] = evs[i, RK_C]
+            sv[SV_BBO + 3] = evs[i, RK_D]
+            sv[SV_BBO + 4] = 1
+        sv[SV_N_KIND + k] += 1
+        sv[SV_DONE] += 1
+        i += 1
+        if act != ACT_NONE:
+            sv[SV_ACT] = act
+            sv[SV_STOP] = STOP_ACT
+            return i
+    sv[SV_STOP] = STOP_END
+    return i

@@ -1,0 +1,342 @@
+"""The engine's market run: quiet market events through every core in one kernel call.
+
+`Engine.run` hands its input here in chunks. `MarketRun.chunk` encodes a
+chunk's market events as int64 rows and lets `common.hotpath.market_run`
+apply them to every core's arrays (the strategy's state and book, risk's
+and the router's ladders, each simulated venue's ladder and the queue
+ahead of our resting orders) until an event that needs Python: then the
+engine's own per-event path (`Engine._one`) takes that event, exactly as
+it would have without this module, and the kernel goes on after it. After
+each kernel call the counters it kept (clock, seq, Lamport time, events
+per type, tops, rows rejected, venue counters) are written back into the
+cores and the observers, so every core's state, and so every state hash,
+is what `apply()` event by event gives (tests/unit/backtest/test_fastpath.py
+runs both ways on the capture and the synthetic market and compares
+reports, equity curves and hashes).
+
+It runs only where it covers the whole configuration, and says why not
+otherwise (`MarketRun.build` returns the reason): one strategy instance on
+one symbol, risk, the router and execution with simulated venues only and
+no feed latency, risk's market-data dead man's switch off (the backtest
+turns it off), and observers that can take counts (`market_run`) instead
+of events (`keep_events` needs every event).
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from common import events as E
+from common.hotpath import dtypes as D
+from common.hotpath import market_run as K
+from services.execution.core import ExecutionCore
+from services.execution.simexchange import Resting
+from services.risk.core import DAY_NS, RiskCore
+from services.router.core import RouterCore
+from services.strategy.core import StrategyCore
+
+if TYPE_CHECKING:
+    from services.backtest.engine import Engine
+
+CHUNK = 512
+I64_MAX = NEVER = 2**63 - 1
+I64_MIN = -(2**63)
+_KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE: E.Trade, K.RK_BBO: E.BestBidOffer}
+_NO_PAIRS = bytes(16)
+
+
+class MarketRun:
+    def __init__(self, engine: Engine, strategy: StrategyCore) -> None:
+        self.engine = engine
+        self.strategy = strategy
+        (self.symbol,) = strategy.books
+        self.sb = strategy.books[self.symbol]
+        self.risk: RiskCore = engine.cores["risk"]  # type: ignore[assignment]
+        self.router: RouterCore = engine.cores["router"]  # type: ignore[assignment]
+        self.execution: ExecutionCore = engine.cores["execution"]  # type: ignore[assignment]
+        self.sims = list(self.execution.venues.values())
+        spec = self.execution.symbols[self.symbol]
+        self.vcfg = np.zeros((len(self.sims), K.VC_COLS), dtype=np.int64)
+        for v, name in enumerate(self.execution.venues):
+            vc = self.execution.venue_cfg[name]
+            row = self.vcfg[v]
+            row[K.VC_ADD] = vc.price_offset_ticks * spec.tick
+            row[K.VC_PCT] = vc.size_pct
+            row[K.VC_STEP] = spec.step
+            row[K.VC_SAME] = 1 if vc.price_offset_ticks == 0 and vc.size_pct == 100 else 0
+        self.rest = np.zeros((len(self.sims), 4, K.RS_COLS), dtype=np.int64)
+        self.sv = np.zeros(K.SV_LEN, dtype=np.int64)
+        self.sv[K.SV_TOUCH] = 1 if engine.fill_model == "touch" else 0
+        self.sv[K.SV_INTERVAL] = engine.interval_ns
+        self.sv[K.SV_MAX_GAP] = engine.max_clock_gap_ns
+        spec = self.risk.symbols.get(self.symbol)
+        d = self.risk.cfg.pnl_scale - (spec.notional_scale() if spec else self.risk.cfg.pnl_scale)
+        self.sv[K.SV_R_MUL] = 10**d if d >= 0 else 1
+        self.sv[K.SV_R_DIV] = 1 if d >= 0 else 10 ** (-d)
+        self.lv = np.zeros((64, D.LV_COLS), dtype=np.int64)
+        self.vlv = np.zeros((64, D.LV_COLS), dtype=np.int64)
+        self.applied = 0  # events the kernel applied (the rest went through Engine._one)
+        self.clocks = 0  # clocks it stamped
+
+    @classmethod
+    def build(cls, engine: Engine) -> tuple[MarketRun | None, str]:
+        """The market run for this engine, or None and the reason it cannot cover it."""
+        cores = engine.cores
+        strategies = [c for c in cores.values() if isinstance(c, StrategyCore)]
+        if len(strategies) != 1 or len(strategies[0].books) != 1:
+            return None, "it covers one strategy instance on one symbol"
+        if set(cores) != {strategies[0].name, "risk", "router", "execution"}:
+            return None, f"it covers strategy, risk, router and execution, not {sorted(cores)}"
+        ex = cores["execution"]
+        if not isinstance(ex, ExecutionCore) or ex.live is not None or not ex.venues:
+            return None, "it covers simulated venues only"
+        if any(sim.feed_latency_ns for sim in ex.venues.values()):
+            return None, "it covers execution.feed_latency_ms = 0 only"
+        if not isinstance(cores["risk"], RiskCore) or cores["risk"].cfg.deadman_market_data:
+            return None, "risk's market-data dead man's switch is on"
+        if not isinstance(cores["router"], RouterCore):
+            return None, "the router core is not the mesh's"
+        if engine.events is not None:
+            return None, "every event is kept (keep_events)"
+        if not all(hasattr(o, "market_run") for o in engine.observers):
+            return None, "an observer needs every event"
+        return cls(engine, strategies[0]), ""
+
+    # ------------------------------------------------------------ encoding
+    def _ready(self) -> bool:
+        """Every core already has its book of the symbol (each makes it at the first book event)."""
+        sym = self.symbol
+        if sym not in self.risk.books or sym not in self.router.books:
+            return False
+        return all(sym in sim._books for sim in self.sims)
+
+    def _encode(self, chunk: list[tuple[int, E._Body]]) -> tuple[np.ndarray, np.ndarray]:
+        rec = array.array("q")
+        parts: list[bytes] = []
+        off = 0
+        most = 0
+        sym = self.symbol
+        if not self._ready():  # until then every event goes through Engine._one
+            sym = ""
+        for event_ns, body in chunk:
+            t = type(body)
+            if t is E.Trade:
+                if body.symbol == sym:  # type: ignore[union-attr]
+                    rec.extend((K.RK_TRADE, event_ns, body.price, body.qty, 1 if body.buyer_maker else 0, 0))  # type: ignore[union-attr]
+                    continue
+            elif t is E.BookDelta or t is E.BookSnapshot:
+                bids, asks = body.bids, body.asks  # type: ignore[union-attr]
+                lb, la = len(bids), len(asks)
+                if body.symbol == sym and not (lb % 16 or la % 16):  # type: ignore[union-attr]
+                    kind = K.RK_DELTA if t is E.BookDelta else K.RK_SNAPSHOT
+                    rec.extend((kind, event_ns, off, lb >> 4, la >> 4, 0))
+                    parts.append(bids)
+                    parts.append(asks)
+                    off += (lb + la) >> 3
+                    if lb + la > most:
+                        most = lb + la
+                    continue
+            elif t is E.BestBidOffer and body.symbol == sym:  # type: ignore[union-attr]
+                b: E.BestBidOffer = body  # type: ignore[assignment]
+                rec.extend((K.RK_BBO, event_ns, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty))
+                continue
+            rec.extend((K.RK_OTHER, event_ns, 0, 0, 0, 0))
+        rows = most >> 4
+        if rows > len(self.lv):
+            self.lv = np.zeros((max(rows, 2 * len(self.lv)), D.LV_COLS), dtype=np.int64)
+            self.vlv = np.zeros_like(self.lv)
+        # Always a read-only view of bytes (never a writable array): one compiled signature.
+        flat = np.frombuffer(b"".join(parts) if parts else _NO_PAIRS, dtype=np.int64)
+        return np.frombuffer(rec, dtype=np.int64).reshape(-1, K.RK_COLS), flat
+
+    # ------------------------------------------------------------ one chunk
+    def chunk(self, chunk: list[tuple[int, E._Body]]) -> None:
+        eng = self.engine
+        evs, flat = self._encode(chunk)
+        n = len(chunk)
+        i = 0
+        clocked = -1
+        while i < n:
+            if eng.seq == 0 or evs[i, K.RK_KIND] == K.RK_OTHER:
+                eng._one(*chunk[i])
+                i += 1
+                continue
+            rested = self._load()
+            sym = self.symbol
+            j = K.market_run(
+                evs, flat, i, n, self.sv, self.sb.state, self.sb.book, self.sb.params, self.lv, self.vlv,
+                self.risk.books[sym].book, self.router.books[sym].book, tuple(s._books[sym].book for s in self.sims),
+                self.vcfg,
+                self.rest,
+            )  # fmt: skip
+            self._store(rested, j - i)
+            stop = self.sv[K.SV_STOP]
+            if stop == K.STOP_ACT:
+                self._act(chunk[j - 1], int(self.sv[K.SV_ACT]))
+            elif stop == K.STOP_CLOCK and j > clocked:
+                # The clocks due before event j, as Engine._one sequences them; then the
+                # kernel takes event j itself (once: should it stop there again, _one does).
+                eng._clocks_before(int(evs[j, K.RK_TS]))
+                clocked = j
+            elif stop != K.STOP_END:
+                eng._one(*chunk[j])
+                j += 1
+            i = j
+
+    def _load(self) -> list[list[Resting]]:
+        """The run's inputs: clocks, what each venue has in flight and at rest on the symbol."""
+        eng, sv = self.engine, self.sv
+        sv[K.SV_CLOCK] = eng.clock_ns
+        sv[K.SV_NEXT_CLOCK] = eng.next_clock
+        day = self.risk.day
+        sv[K.SV_DAY_END] = (day + 1) * DAY_NS if day >= 0 else 0
+        sv[K.SV_DONE : K.SV_INTERVAL] = 0
+        sv[K.SV_N_CLOCKS] = 0
+        risk = self.risk
+        tops = risk.tops.get(self.symbol)
+        sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = tops if tops else (0, 0)
+        sv[K.SV_CLOCK_DUE] = self._clock_due()
+        self._load_pnl()
+        vcfg = self.vcfg
+        vcfg[:, K.VC_MARKET :] = 0
+        rested = [[r for r in sim._resting.values() if r.symbol == self.symbol] for sim in self.sims]
+        most = max(len(mine) for mine in rested)
+        if most > self.rest.shape[1]:
+            self.rest = np.zeros((len(self.sims), 2 * most, K.RS_COLS), dtype=np.int64)
+        rest = self.rest
+        for v, sim in enumerate(self.sims):
+            inflight = sim._inflight
+            vcfg[v, K.VC_DUE] = inflight[0][0] if inflight else NEVER
+            mine = rested[v]
+            for j, r in enumerate(mine):
+                rest[v, j, K.RS_SIDE] = D.SIDE_BID if r.side == E.BUY else D.SIDE_ASK
+                rest[v, j, K.RS_PX] = r.price
+                rest[v, j, K.RS_QA] = r.queue_ahead
+            vcfg[v, K.VC_NREST] = len(mine)
+        return rested
+
+    def _clock_due(self) -> int:
+        """The first clock time the kernel must leave to Python: a TWAP slice due, or (should
+        risk's dead man's switch watch anything but market data it does not act on) every clock."""
+        if any(not key.startswith("md:") for key in self.risk.last_seen):
+            return 0
+        due = NEVER
+        for p in self.router.parents.values():
+            pending = p["pending"]
+            if pending and pending[0][0] < due:
+                due = pending[0][0]
+        return due
+
+    def _load_pnl(self) -> None:
+        """What risk's PnL check at a clock reads: the symbol's position, the rest of the book."""
+        risk, sv, sym = self.risk, self.sv, self.symbol
+        other = 0
+        pos = real = cost = equity = 0
+        for s, p in risk.account.positions.items():
+            if s == sym:
+                pos, real, cost, equity = p.position, p.net_realized(), p.cost, p.equity()
+            else:
+                bid, ask = risk.tops.get(s, (0, 0))
+                if p.position and bid > 0 and ask > 0:
+                    native = p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
+                else:
+                    native = p.equity()
+                other += risk._to_money(native, s)
+        kill_at = risk.kill_base + risk.cfg.max_loss
+        vals = (pos, real, cost, equity, other, kill_at, risk.day_base, risk.day_peak, risk.cfg.drawdown_base)
+        if risk.kill:
+            kill_at = I64_MIN  # below any total: the switch is already set
+        if not all(I64_MIN < x < I64_MAX for x in vals):  # Python's ints: every clock is its own
+            sv[K.SV_CLOCK_DUE] = 0
+            return
+        sv[K.SV_R_POS], sv[K.SV_R_REAL], sv[K.SV_R_COST], sv[K.SV_R_EQUITY] = pos, real, cost, equity
+        sv[K.SV_R_OTHER] = other
+        sv[K.SV_R_KILL_AT] = kill_at
+        sv[K.SV_R_DAY_BASE] = risk.day_base
+        sv[K.SV_R_PEAK] = risk.day_peak
+        sv[K.SV_R_DD_BASE] = risk.cfg.drawdown_base
+        sv[K.SV_R_DD_BPS] = -1 if risk.breaker else risk.cfg.max_drawdown_bps
+
+    def _store(self, rested: list[list[Resting]], done: int) -> None:
+        """Write what the kernel did to `done` events back into the engine, cores and observers."""
+        sv, eng, sym = self.sv, self.engine, self.symbol
+        clocks = int(sv[K.SV_N_CLOCKS])
+        if done == 0 and clocks == 0:
+            return
+        self.applied += done
+        clock = int(sv[K.SV_CLOCK])
+        eng.seq += done + clocks
+        eng.lamport += done + clocks
+        eng._src["feed"] += done
+        eng.clock_ns = clock
+        counts = {_KIND_TYPE[k]: int(sv[K.SV_N_KIND + k]) for k in _KIND_TYPE if sv[K.SV_N_KIND + k]}
+        if clocks:
+            self.clocks += clocks
+            eng._src["sequencer"] += clocks
+            eng.info.clocks += clocks
+            eng.next_clock = int(sv[K.SV_NEXT_CLOCK])
+            self.risk.day_peak = int(sv[K.SV_R_PEAK])
+            counts[E.Clock] = clocks
+        for obs in eng.observers:
+            obs.market_run(counts, clock)  # type: ignore[attr-defined]
+        risk, router = self.risk, self.router
+        if clock > risk.now_ns:
+            risk.now_ns = clock
+        if sv[K.SV_TOPS + 2]:
+            risk.tops[sym] = [int(sv[K.SV_TOPS]), int(sv[K.SV_TOPS + 1])]
+        if sv[K.SV_TRADE_NS]:
+            risk._seen(f"md:{sym}", int(sv[K.SV_TRADE_NS]))
+        if sv[K.SV_RISK_BAD]:
+            risk._count("book_rows_rejected", int(sv[K.SV_RISK_BAD]))
+        if clock > router.now_ns:
+            router.now_ns = clock
+        if sv[K.SV_BBO + 4]:
+            router.bbo[sym] = [int(x) for x in sv[K.SV_BBO : K.SV_BBO + 4]]
+        if sv[K.SV_ROUTER_BAD]:
+            router._count("book_rows_rejected", int(sv[K.SV_ROUTER_BAD]))
+        for v, sim in enumerate(self.sims):
+            if clock > sim.now_ns:
+                sim.now_ns = clock
+            m = int(self.vcfg[v, K.VC_MARKET])
+            if m:
+                sim.counters["market"] += m
+                sim._next_no += m
+            bad = int(self.vcfg[v, K.VC_BAD])
+            if bad:
+                sim.counters["book_rows_rejected"] = sim.counters.get("book_rows_rejected", 0) + bad
+            for j, r in enumerate(rested[v]):
+                r.queue_ahead = int(self.rest[v, j, K.RS_QA])
+
+    def _act(self, item: tuple[int, E._Body], act: int) -> None:
+        """The strategy acted on the last event applied: its orders, as StrategyCore.apply makes them."""
+        eng = self.engine
+        event_ns, body = item
+        ev = E.Sequenced(
+            E.CODEC_VERSION, eng.seq, 1, eng.lamport, "feed", eng._src["feed"], "", event_ns, eng.clock_ns, body
+        )
+        outs = self.strategy._act(ev, self.symbol, self.sb, act)
+        if outs:
+            name = self.strategy.name
+            eng.info.outputs[name] += len(outs)
+            for o in outs:
+                eng._pending.append((name, o.key, o.event_ns, o.body))
+            eng._drain()
+
+
+def run(market: MarketRun, items: Iterable[tuple[int, E._Body]], progress: object) -> int:
+    """Feed `items` through the market run in chunks; returns how many there were."""
+    it = iter(items)
+    n = 0
+    while True:
+        chunk = list(itertools.islice(it, CHUNK))
+        if not chunk:
+            return n
+        market.chunk(chunk)
+        n += len(chunk)
+        if progress is not None:
+            progress.update(n)  # type: ignore[attr-defined]
