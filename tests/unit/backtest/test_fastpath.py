@@ -229,3 +229,18 @@ def test_clock_pnl_check_is_risk_cores_own_on_random_states() -> None:
             else:
                 fired += 1
     assert fired > 500 and kept > 500 and raised > 100
+
+
+def test_pure_python_twin_of_the_run_kernel_gives_the_same_backtest(monkeypatch) -> None:
+    """market_run as plain Python (numba's njit the identity, kernels included) drives the same
+    backtest as the compiled kernel: what a replay without numba would compute."""
+    from common.hotpath import market_run as K
+    from tests.unit.hotpath._twin import pure_market_run
+
+    cfg = config.from_dict({"risk": {"max_consecutive_losses": 1_000_000}})
+    items = mixed(3_000)
+    compiled = run_backtest(cfg, _Items(items), "queue")
+    monkeypatch.setattr(K, "market_run", pure_market_run().market_run)
+    twin = run_backtest(cfg, _Items(items), "queue")
+    assert twin.report["market_run"]["events"] > 2_000
+    assert report.deterministic_view(twin.report) == report.deterministic_view(compiled.report)

@@ -65,6 +65,28 @@ def pure_venue() -> ModuleType:
     return _PURE_VENUE
 
 
+_PURE_RUN: ModuleType | None = None
+
+
+def pure_market_run() -> ModuleType:
+    """common/hotpath/market_run.py as plain Python, on the pure kernels (as pure_venue)."""
+    global _PURE_RUN
+    if _PURE_RUN is None:
+        import common.hotpath.market_run as market_run
+
+        spec = importlib.util.spec_from_file_location("hotpath_pure_market_run", market_run.__file__)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        saved = sys.modules["common.hotpath.kernels"]
+        sys.modules["common.hotpath.kernels"] = pure()
+        try:
+            spec.loader.exec_module(mod)
+        finally:
+            sys.modules["common.hotpath.kernels"] = saved
+        _PURE_RUN = mod
+    return _PURE_RUN
+
+
 def call_strict(fn, *args):
     """Call with every numpy warning (e.g. int64 overflow) as an error."""
     with warnings.catch_warnings():
