@@ -32,6 +32,12 @@ does, in one process, what the live mesh does across processes:
 * No heartbeats exist in a backtest, so risk's dead man's switch is switched
   off (`backtest_config`: no watched services, no market-data watch): it
   guards a live process against a silent peer, which one loop cannot have.
+* Quiet market events and quiet clocks (no core answers them) go through
+  `fastpath.MarketRun`: one numba call applies a run of them to every core's
+  arrays and the counters are written back, so states and hashes are what
+  `_one` (every event through every core's `apply`) gives; every other event
+  goes through `_one`. `market_run=False` (the CLI's `--per-event`) runs
+  everything through `_one`.
 """
 
 from __future__ import annotations
