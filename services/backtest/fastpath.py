@@ -50,6 +50,16 @@ _KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE
 _NO_PAIRS = bytes(16)
 
 
+# sv's outputs, zeroed before each kernel call
+_CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS)
+
+
+def _int64s(n: int) -> tuple[array.array[int], np.ndarray]:
+    """n zeroed int64s: an array.array and a numpy view of the same memory."""
+    buf = array.array("q", bytes(8 * n))
+    return buf, np.frombuffer(buf, dtype=np.int64)
+
+
 class MarketRun:
     def __init__(self, engine: Engine, strategy: StrategyCore) -> None:
         self.engine = engine
@@ -61,7 +71,12 @@ class MarketRun:
         self.execution: ExecutionCore = engine.cores["execution"]  # type: ignore[assignment]
         self.sims = list(self.execution.venues.values())
         spec = self.execution.symbols[self.symbol]
-        self.vcfg = np.zeros((len(self.sims), K.VC_COLS), dtype=np.int64)
+        # The kernel's int64 arrays are views of array.array buffers: Python reads and writes
+        # their items through the array.array (several times cheaper than numpy's scalar
+        # __setitem__, and _load / _store do ~50 of them per kernel call).
+        nv = len(self.sims)
+        self._vc, self.vcfg = _int64s(nv * K.VC_COLS)
+        self.vcfg = self.vcfg.reshape(nv, K.VC_COLS)
         for v, name in enumerate(self.execution.venues):
             vc = self.execution.venue_cfg[name]
             row = self.vcfg[v]
@@ -69,15 +84,16 @@ class MarketRun:
             row[K.VC_PCT] = vc.size_pct
             row[K.VC_STEP] = spec.step
             row[K.VC_SAME] = 1 if vc.price_offset_ticks == 0 and vc.size_pct == 100 else 0
-        self.rest = np.zeros((len(self.sims), 4, K.RS_COLS), dtype=np.int64)
-        self.sv = np.zeros(K.SV_LEN, dtype=np.int64)
-        self.sv[K.SV_TOUCH] = 1 if engine.fill_model == "touch" else 0
-        self.sv[K.SV_INTERVAL] = engine.interval_ns
-        self.sv[K.SV_MAX_GAP] = engine.max_clock_gap_ns
+        self._grow_rest(4)
+        self._sv, self.sv = _int64s(K.SV_LEN)
+        sv = self._sv
+        sv[K.SV_TOUCH] = 1 if engine.fill_model == "touch" else 0
+        sv[K.SV_INTERVAL] = engine.interval_ns
+        sv[K.SV_MAX_GAP] = engine.max_clock_gap_ns
         spec = self.risk.symbols.get(self.symbol)
         d = self.risk.cfg.pnl_scale - (spec.notional_scale() if spec else self.risk.cfg.pnl_scale)
-        self.sv[K.SV_R_MUL] = 10**d if d >= 0 else 1
-        self.sv[K.SV_R_DIV] = 1 if d >= 0 else 10 ** (-d)
+        sv[K.SV_R_MUL] = 10**d if d >= 0 else 1
+        sv[K.SV_R_DIV] = 1 if d >= 0 else 10 ** (-d)
         self.lv = np.zeros((64, D.LV_COLS), dtype=np.int64)
         self.vlv = np.zeros((64, D.LV_COLS), dtype=np.int64)
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
@@ -175,9 +191,9 @@ class MarketRun:
                 self.rest,
             )  # fmt: skip
             self._store(rested, j - i)
-            stop = self.sv[K.SV_STOP]
+            stop = self._sv[K.SV_STOP]
             if stop == K.STOP_ACT:
-                self._act(chunk[j - 1], int(self.sv[K.SV_ACT]))
+                self._act(chunk[j - 1], self._sv[K.SV_ACT])
             elif stop == K.STOP_CLOCK and j > clocked:
                 # The clocks due before event j, as Engine._one sequences them; then the
                 # kernel takes event j itself (once: should it stop there again, _one does).
@@ -188,36 +204,43 @@ class MarketRun:
                 j += 1
             i = j
 
+    def _grow_rest(self, cap: int) -> None:
+        self.rest_cap = cap
+        self._rs, rest = _int64s(len(self.sims) * cap * K.RS_COLS)
+        self.rest = rest.reshape(len(self.sims), cap, K.RS_COLS)
+
     def _load(self) -> list[list[Resting]]:
         """The run's inputs: clocks, what each venue has in flight and at rest on the symbol."""
-        eng, sv = self.engine, self.sv
+        eng, sv, risk, sym = self.engine, self._sv, self.risk, self.symbol
         sv[K.SV_CLOCK] = eng.clock_ns
         sv[K.SV_NEXT_CLOCK] = eng.next_clock
-        day = self.risk.day
+        day = risk.day
         sv[K.SV_DAY_END] = (day + 1) * DAY_NS if day >= 0 else 0
-        sv[K.SV_DONE : K.SV_INTERVAL] = 0
-        sv[K.SV_N_CLOCKS] = 0
-        risk = self.risk
-        tops = risk.tops.get(self.symbol)
-        sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = tops if tops else (0, 0)
+        for i in _CLEARED:
+            sv[i] = 0
+        tops = risk.tops.get(sym)
+        if tops:
+            sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = tops
         sv[K.SV_CLOCK_DUE] = self._clock_due()
         self._load_pnl()
-        vcfg = self.vcfg
-        vcfg[:, K.VC_MARKET :] = 0
-        rested = [[r for r in sim._resting.values() if r.symbol == self.symbol] for sim in self.sims]
+        rested = [[r for r in sim._resting.values() if r.symbol == sym] for sim in self.sims]
         most = max(len(mine) for mine in rested)
-        if most > self.rest.shape[1]:
-            self.rest = np.zeros((len(self.sims), 2 * most, K.RS_COLS), dtype=np.int64)
-        rest = self.rest
+        if most > self.rest_cap:
+            self._grow_rest(2 * most)
+        vc, rs, cap = self._vc, self._rs, self.rest_cap
         for v, sim in enumerate(self.sims):
+            row = v * K.VC_COLS
             inflight = sim._inflight
-            vcfg[v, K.VC_DUE] = inflight[0][0] if inflight else NEVER
+            vc[row + K.VC_DUE] = inflight[0][0] if inflight else NEVER
+            vc[row + K.VC_MARKET] = vc[row + K.VC_BAD] = 0
             mine = rested[v]
-            for j, r in enumerate(mine):
-                rest[v, j, K.RS_SIDE] = D.SIDE_BID if r.side == E.BUY else D.SIDE_ASK
-                rest[v, j, K.RS_PX] = r.price
-                rest[v, j, K.RS_QA] = r.queue_ahead
-            vcfg[v, K.VC_NREST] = len(mine)
+            vc[row + K.VC_NREST] = len(mine)
+            at = v * cap * K.RS_COLS
+            for r in mine:
+                rs[at + K.RS_SIDE] = D.SIDE_BID if r.side == E.BUY else D.SIDE_ASK
+                rs[at + K.RS_PX] = r.price
+                rs[at + K.RS_QA] = r.queue_ahead
+                at += K.RS_COLS
         return rested
 
     def _clock_due(self) -> int:
@@ -234,7 +257,7 @@ class MarketRun:
 
     def _load_pnl(self) -> None:
         """What risk's PnL check at a clock reads: the symbol's position, the rest of the book."""
-        risk, sv, sym = self.risk, self.sv, self.symbol
+        risk, sv, sym = self.risk, self._sv, self.symbol
         other = 0
         pos = real = cost = equity = 0
         for s, p in risk.account.positions.items():
@@ -249,14 +272,12 @@ class MarketRun:
                 other += risk._to_money(native, s)
         kill_at = risk.kill_base + risk.cfg.max_loss
         vals = (pos, real, cost, equity, other, kill_at, risk.day_base, risk.day_peak, risk.cfg.drawdown_base)
-        if risk.kill:
-            kill_at = I64_MIN  # below any total: the switch is already set
         if not all(I64_MIN < x < I64_MAX for x in vals):  # Python's ints: every clock is its own
             sv[K.SV_CLOCK_DUE] = 0
             return
         sv[K.SV_R_POS], sv[K.SV_R_REAL], sv[K.SV_R_COST], sv[K.SV_R_EQUITY] = pos, real, cost, equity
         sv[K.SV_R_OTHER] = other
-        sv[K.SV_R_KILL_AT] = kill_at
+        sv[K.SV_R_KILL_AT] = I64_MIN if risk.kill else kill_at  # I64_MIN: below any total, already set
         sv[K.SV_R_DAY_BASE] = risk.day_base
         sv[K.SV_R_PEAK] = risk.day_peak
         sv[K.SV_R_DD_BASE] = risk.cfg.drawdown_base
@@ -264,23 +285,23 @@ class MarketRun:
 
     def _store(self, rested: list[list[Resting]], done: int) -> None:
         """Write what the kernel did to `done` events back into the engine, cores and observers."""
-        sv, eng, sym = self.sv, self.engine, self.symbol
-        clocks = int(sv[K.SV_N_CLOCKS])
+        sv, eng, sym = self._sv, self.engine, self.symbol
+        clocks = sv[K.SV_N_CLOCKS]
         if done == 0 and clocks == 0:
             return
         self.applied += done
-        clock = int(sv[K.SV_CLOCK])
+        clock = sv[K.SV_CLOCK]
         eng.seq += done + clocks
         eng.lamport += done + clocks
         eng._src["feed"] += done
         eng.clock_ns = clock
-        counts = {_KIND_TYPE[k]: int(sv[K.SV_N_KIND + k]) for k in _KIND_TYPE if sv[K.SV_N_KIND + k]}
+        counts = {t: sv[K.SV_N_KIND + k] for k, t in _KIND_TYPE.items() if sv[K.SV_N_KIND + k]}
         if clocks:
             self.clocks += clocks
             eng._src["sequencer"] += clocks
             eng.info.clocks += clocks
-            eng.next_clock = int(sv[K.SV_NEXT_CLOCK])
-            self.risk.day_peak = int(sv[K.SV_R_PEAK])
+            eng.next_clock = sv[K.SV_NEXT_CLOCK]
+            self.risk.day_peak = sv[K.SV_R_PEAK]
             counts[E.Clock] = clocks
         for obs in eng.observers:
             obs.market_run(counts, clock)  # type: ignore[attr-defined]
@@ -288,29 +309,33 @@ class MarketRun:
         if clock > risk.now_ns:
             risk.now_ns = clock
         if sv[K.SV_TOPS + 2]:
-            risk.tops[sym] = [int(sv[K.SV_TOPS]), int(sv[K.SV_TOPS + 1])]
+            risk.tops[sym] = [sv[K.SV_TOPS], sv[K.SV_TOPS + 1]]
         if sv[K.SV_TRADE_NS]:
-            risk._seen(f"md:{sym}", int(sv[K.SV_TRADE_NS]))
+            risk._seen(f"md:{sym}", sv[K.SV_TRADE_NS])
         if sv[K.SV_RISK_BAD]:
-            risk._count("book_rows_rejected", int(sv[K.SV_RISK_BAD]))
+            risk._count("book_rows_rejected", sv[K.SV_RISK_BAD])
         if clock > router.now_ns:
             router.now_ns = clock
         if sv[K.SV_BBO + 4]:
-            router.bbo[sym] = [int(x) for x in sv[K.SV_BBO : K.SV_BBO + 4]]
+            router.bbo[sym] = sv[K.SV_BBO : K.SV_BBO + 4].tolist()
         if sv[K.SV_ROUTER_BAD]:
-            router._count("book_rows_rejected", int(sv[K.SV_ROUTER_BAD]))
+            router._count("book_rows_rejected", sv[K.SV_ROUTER_BAD])
+        vc, rs, cap = self._vc, self._rs, self.rest_cap
         for v, sim in enumerate(self.sims):
             if clock > sim.now_ns:
                 sim.now_ns = clock
-            m = int(self.vcfg[v, K.VC_MARKET])
+            row = v * K.VC_COLS
+            m = vc[row + K.VC_MARKET]
             if m:
                 sim.counters["market"] += m
                 sim._next_no += m
-            bad = int(self.vcfg[v, K.VC_BAD])
+            bad = vc[row + K.VC_BAD]
             if bad:
                 sim.counters["book_rows_rejected"] = sim.counters.get("book_rows_rejected", 0) + bad
-            for j, r in enumerate(rested[v]):
-                r.queue_ahead = int(self.rest[v, j, K.RS_QA])
+            at = v * cap * K.RS_COLS + K.RS_QA
+            for r in rested[v]:
+                r.queue_ahead = rs[at]
+                at += K.RS_COLS
 
     def _act(self, item: tuple[int, E._Body], act: int) -> None:
         """The strategy acted on the last event applied: its orders, as StrategyCore.apply makes them."""
