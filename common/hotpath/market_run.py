@@ -79,12 +79,12 @@ SV_RISK_BAD = 11  # O: rows risk's book rejected
 SV_ROUTER_BAD = 12  # O: rows the router's book rejected
 SV_TOPS = 13  # O: risk's (bid, ask) top after the last book / bbo event, and SV_TOPS + 2 = 1 if any
 SV_BBO = 16  # O: the router's (bid px, bid qty, ask px, ask qty) of the last bbo, and SV_BBO + 4 = 1 if any
-SV_TRADE_NS = 21  # O: recv_ns of the last trade, 0 if none
-SV_BOOK_NS = 22  # O: recv_ns of the last book event, 0 if none
+SV_TRADE_NS = 21  # O: recv_ns of the last trade (if SV_N_KIND + RK_TRADE)
+SV_BOOK_NS = 22  # O: recv_ns of the last book event (if any)
 # The sequencer's clocks a run may stamp itself (see _clock_ok), and what they need of risk:
 SV_INTERVAL = 24  # I: sequencer.clock_interval_ms, ns
 SV_MAX_GAP = 25  # I: a gap longer than this is Engine._clocks_until's (it skips idle clocks)
-SV_CLOCK_DUE = 26  # I: the first clock time Python must take (a TWAP slice due; 0 = every clock)
+SV_CLOCK_DUE = 26  # I: the first clock time Python must take (a TWAP slice due; I64_MIN = every clock)
 SV_N_CLOCKS = 27  # O: clocks stamped
 SV_R_POS = 28  # I: risk's position in the symbol, atoms
 SV_R_REAL = 29  # I: its net realized PnL, notional units
@@ -118,6 +118,9 @@ VC_BAD = 7  # O: rows its book rejected
 VC_COLS = 8
 
 BIG = 1 << 62  # a product whose factors pass the BIG // x test stays inside int64
+# Risk's PnL inputs (fastpath.py refuses larger ones): with |x| <= 2**60 each, every sum
+# and difference _total_pnl and _clock_ok form stays inside int64.
+PNL_LIM = 1 << 60
 BPS = 10_000
 I64_MIN = -(1 << 63)
 
@@ -194,6 +197,25 @@ def _trade_reaches(rest, v, nrest, px, buyer_maker):
 
 
 @kernel
+def _venue_trade(evs, i, vcfg, v):
+    """(price, seen) of print i at venue v, as common.venues.venue_market makes it: an
+    unchanged venue sees every print as it is; another sees it shifted and scaled, unless its
+    price or qty is then not > 0. seen = -1 where the scaling would leave int64 (Python's ints
+    do not: the event is Python's)."""
+    px = evs[i, RK_A]
+    if vcfg[v, VC_SAME] != 0:
+        return px, 1
+    qty = evs[i, RK_B]
+    pct = vcfg[v, VC_PCT]
+    if pct > 0 and qty > BIG // pct:
+        return px, -1
+    px += vcfg[v, VC_ADD]
+    step = vcfg[v, VC_STEP]
+    qty = qty * pct // 100 // step * step
+    return px, 1 if px > 0 and qty > 0 else 0
+
+
+@kernel
 def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch):
     """1 if a venue must handle event i in Python (see the module's docstring)."""
     k = evs[i, RK_KIND]
@@ -201,16 +223,12 @@ def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch):
         if vcfg[v, VC_DUE] <= t:
             return 1
         nrest = vcfg[v, VC_NREST]
+        if k == RK_TRADE:
+            px, seen = _venue_trade(evs, i, vcfg, v)
+            if seen < 0 or (seen > 0 and nrest > 0 and _trade_reaches(rest, v, nrest, px, evs[i, RK_C]) != 0):
+                return 1
         if nrest == 0:
             continue
-        if k == RK_TRADE:
-            px = evs[i, RK_A] + vcfg[v, VC_ADD]
-            qty = evs[i, RK_B] * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
-            if vcfg[v, VC_SAME] != 0:
-                px = evs[i, RK_A]
-                qty = evs[i, RK_B]
-            if px > 0 and qty > 0 and _trade_reaches(rest, v, nrest, px, evs[i, RK_C]) != 0:
-                return 1
         elif touch != 0 and k == RK_SNAPSHOT:
             return 1
         elif touch != 0 and k == RK_DELTA and _may_touch(evs, i, flat, vcfg, v, rest, vbooks[v]) != 0:
@@ -250,9 +268,10 @@ def _may_touch(evs, i, flat, vcfg, v, rest, book):
 
 
 @kernel
-def _venue_book(book, lv, vlv, n, vcfg, v, rest, snapshot):
-    """Venue v's side of a book event: its transform, its ladder, the queue ahead of its
-    resting orders (a delta moves only the levels it names; a snapshot may move any)."""
+def _venue_book(book, lv, vlv, n, vcfg, v, rest, snapshot, touch):
+    """Venue v's side of a book event: its transform, its ladder, and under the queue model
+    the queue ahead of its resting orders (a delta moves only the levels it names; a
+    snapshot may move any; the touch model keeps no queue)."""
     rows = lv
     m = n
     if vcfg[v, VC_SAME] == 0:
@@ -260,6 +279,8 @@ def _venue_book(book, lv, vlv, n, vcfg, v, rest, snapshot):
         rows = vlv
     vcfg[v, VC_MARKET] += 1
     vcfg[v, VC_BAD] += book_apply_rows(book, rows, 0, m, snapshot)
+    if touch != 0:
+        return
     for j in range(vcfg[v, VC_NREST]):
         side = rest[v, j, RS_SIDE]
         px = rest[v, j, RS_PX]
@@ -278,7 +299,7 @@ def _total_pnl(sv):
     ask = sv[SV_TOPS + 1]
     native = sv[SV_R_EQUITY]
     if pos != 0 and bid > 0 and ask > 0:
-        if (pos if pos > 0 else -pos) > BIG // (bid + ask):
+        if bid >= BIG or ask >= BIG or (pos if pos > 0 else -pos) > BIG // (bid + ask):
             return I64_MIN
         native = sv[SV_R_REAL] + (pos * (bid + ask) - 2 * sv[SV_R_COST]) // 2
     mul = sv[SV_R_MUL]
@@ -353,14 +374,13 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
             sv[SV_ROUTER_BAD] += book_apply_rows(obook, lv, 0, n, snap)
             sv[SV_BOOK_NS] = t
             for v in range(vcfg.shape[0]):
-                _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap)
+                _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap, touch)
         elif k == RK_TRADE:
             act = on_trade(state, book, params, evs[i, RK_A], evs[i, RK_B], evs[i, RK_C], ts)
             sv[SV_TRADE_NS] = t
             for v in range(vcfg.shape[0]):
-                px = evs[i, RK_A] + vcfg[v, VC_ADD]
-                qty = evs[i, RK_B] * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
-                if vcfg[v, VC_SAME] != 0 or (px > 0 and qty > 0):
+                px, seen = _venue_trade(evs, i, vcfg, v)
+                if seen > 0:
                     vcfg[v, VC_MARKET] += 1
         else:  # RK_BBO: only risk's top and the router's best bid/offer move
             sv[SV_TOPS] = evs[i, RK_A] if evs[i, RK_B] != 0 else 0

@@ -44,12 +44,14 @@ if TYPE_CHECKING:
     from services.backtest.engine import Engine
 
 CHUNK = 512
-I64_MAX = NEVER = 2**63 - 1
+NEVER = 2**63 - 1
+BIG = K.BIG  # a price or qty above it goes through the cores (their ints are unbounded)
 I64_MIN = -(2**63)
 _KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE: E.Trade, K.RK_BBO: E.BestBidOffer}
 _NO_PAIRS = bytes(16)
 
 
+_OTHER = (K.RK_OTHER, 0, 0, 0, 0, 0)  # an event Engine._one takes (the kernel reads nothing else of it)
 # sv's outputs, zeroed before each kernel call
 _CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS)
 
@@ -115,6 +117,11 @@ class MarketRun:
             return None, "it covers execution.feed_latency_ms = 0 only"
         if not isinstance(cores["risk"], RiskCore) or cores["risk"].cfg.deadman_market_data:
             return None, "risk's market-data dead man's switch is on"
+        spec = ex.symbols.get(next(iter(strategies[0].books)))
+        for vc in (ex.venue_cfg[name] for name in ex.venues):
+            add = vc.price_offset_ticks * (spec.tick if spec else 1)
+            if spec is None or spec.step < 1 or abs(add) > 2**60 or vc.size_pct > 2**30:
+                return None, f"venue {vc.name}'s transform leaves the kernel's int64 range"
         if not isinstance(cores["router"], RouterCore):
             return None, "the router core is not the mesh's"
         if engine.events is not None:
@@ -140,10 +147,14 @@ class MarketRun:
         if not self._ready():  # until then every event goes through Engine._one
             sym = ""
         for event_ns, body in chunk:
+            if not 0 <= event_ns <= BIG:
+                rec.extend(_OTHER)
+                continue
             t = type(body)
             if t is E.Trade:
-                if body.symbol == sym:  # type: ignore[union-attr]
-                    rec.extend((K.RK_TRADE, event_ns, body.price, body.qty, 1 if body.buyer_maker else 0, 0))  # type: ignore[union-attr]
+                tr: E.Trade = body  # type: ignore[assignment]
+                if tr.symbol == sym and 0 <= tr.price <= BIG and 0 <= tr.qty <= BIG:
+                    rec.extend((K.RK_TRADE, event_ns, tr.price, tr.qty, 1 if tr.buyer_maker else 0, 0))
                     continue
             elif t is E.BookDelta or t is E.BookSnapshot:
                 bids, asks = body.bids, body.asks  # type: ignore[union-attr]
@@ -159,9 +170,10 @@ class MarketRun:
                     continue
             elif t is E.BestBidOffer and body.symbol == sym:  # type: ignore[union-attr]
                 b: E.BestBidOffer = body  # type: ignore[assignment]
-                rec.extend((K.RK_BBO, event_ns, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty))
-                continue
-            rec.extend((K.RK_OTHER, event_ns, 0, 0, 0, 0))
+                if 0 <= b.bid_px <= BIG and 0 <= b.bid_qty <= BIG and 0 <= b.ask_px <= BIG and 0 <= b.ask_qty <= BIG:
+                    rec.extend((K.RK_BBO, event_ns, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty))
+                    continue
+            rec.extend(_OTHER)
         rows = most >> 4
         if rows > len(self.lv):
             self.lv = np.zeros((max(rows, 2 * len(self.lv)), D.LV_COLS), dtype=np.int64)
@@ -218,10 +230,14 @@ class MarketRun:
         sv[K.SV_DAY_END] = (day + 1) * DAY_NS if day >= 0 else 0
         for i in _CLEARED:
             sv[i] = 0
+        sv[K.SV_CLOCK_DUE] = self._clock_due()
         tops = risk.tops.get(sym)
         if tops:
-            sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = tops
-        sv[K.SV_CLOCK_DUE] = self._clock_due()
+            bid, ask = tops
+            if 0 <= bid < K.BIG and 0 <= ask < K.BIG:
+                sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = bid, ask
+            else:  # a best bid/offer beyond int64's comfort: its clocks are Python's
+                sv[K.SV_CLOCK_DUE] = I64_MIN
         self._load_pnl()
         rested = [[r for r in sim._resting.values() if r.symbol == sym] for sim in self.sims]
         most = max(len(mine) for mine in rested)
@@ -247,7 +263,7 @@ class MarketRun:
         """The first clock time the kernel must leave to Python: a TWAP slice due, or (should
         risk's dead man's switch watch anything but market data it does not act on) every clock."""
         if any(not key.startswith("md:") for key in self.risk.last_seen):
-            return 0
+            return I64_MIN
         due = NEVER
         for p in self.router.parents.values():
             pending = p["pending"]
@@ -272,8 +288,9 @@ class MarketRun:
                 other += risk._to_money(native, s)
         kill_at = risk.kill_base + risk.cfg.max_loss
         vals = (pos, real, cost, equity, other, kill_at, risk.day_base, risk.day_peak, risk.cfg.drawdown_base)
-        if not all(I64_MIN < x < I64_MAX for x in vals):  # Python's ints: every clock is its own
-            sv[K.SV_CLOCK_DUE] = 0
+        lim = K.PNL_LIM
+        if not all(-lim <= x <= lim for x in vals):  # every clock is Python's (its ints are unbounded)
+            sv[K.SV_CLOCK_DUE] = I64_MIN
             return
         sv[K.SV_R_POS], sv[K.SV_R_REAL], sv[K.SV_R_COST], sv[K.SV_R_EQUITY] = pos, real, cost, equity
         sv[K.SV_R_OTHER] = other
@@ -310,7 +327,7 @@ class MarketRun:
             risk.now_ns = clock
         if sv[K.SV_TOPS + 2]:
             risk.tops[sym] = [sv[K.SV_TOPS], sv[K.SV_TOPS + 1]]
-        if sv[K.SV_TRADE_NS]:
+        if sv[K.SV_N_KIND + K.RK_TRADE]:
             risk._seen(f"md:{sym}", sv[K.SV_TRADE_NS])
         if sv[K.SV_RISK_BAD]:
             risk._count("book_rows_rejected", sv[K.SV_RISK_BAD])

@@ -14,9 +14,11 @@ import pytest
 
 from common import config
 from common import events as E
+from common.units import BUILTIN
 from services.backtest import fastpath, report
+from services.backtest.inputs import CaptureInput
 from services.backtest.run import run_backtest
-from tests.unit.backtest.test_fastpath import _Items
+from tests.unit.backtest.test_fastpath import FILES, _Items
 
 SYM = "BTCUSDT"
 MID = 6_000_000  # 60,000.00 in pipettes (tick 1, step 1000)
@@ -37,7 +39,9 @@ def filler(t0: int, n: int, step_ns: int = MS) -> list[tuple[int, E._Body]]:
     out = []
     for i in range(n):
         px = MID - 50 - i % 5
-        out.append((t0 + i * step_ns, E.BookDelta(SYM, 2 + i, 2 + i, E.pack_levels([(px, 1_000_000 + 1000 * (i % 7))]), b"")))
+        out.append(
+            (t0 + i * step_ns, E.BookDelta(SYM, 2 + i, 2 + i, E.pack_levels([(px, 1_000_000 + 1000 * (i % 7))]), b""))
+        )
     return out
 
 
@@ -71,7 +75,7 @@ def compare(cfg_over: dict, items: list[tuple[int, E._Body]], fill_model: str, m
     return slow, fast
 
 
-# ---------------------------------------------------------------- divergences found
+# ---------------------------------------------------------------- divergences a review found (fixed)
 
 
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
@@ -79,7 +83,7 @@ def test_book_delta_at_a_resting_orders_level(fill_model: str) -> None:
     """A delta shrinks the level a resting bid joined. The queue model moves the bid's
     queue_ahead down to the level; the touch model never touches queue_ahead on a book
     event (SimExchange._apply_market returns after _fill_on_touch). The kernel's
-    _venue_book updates it under both models. FAILS (touch) on 08dfb03."""
+    _venue_book updates it under both models. Failed (touch) on 08dfb03."""
     items = prefix()
     t = items[-1][0]
     items.append((t + MS, inject("BUY", MID - 10, 1000, "inj1")))
@@ -96,7 +100,7 @@ def test_trade_at_price_zero_on_an_unchanged_venue(fill_model: str) -> None:
     (common.venues.venue_market returns the body as is), SimExchange._on_trade finds every
     resting bid at or above it and fills it. The kernel's _venue_stops requires px > 0 and
     qty > 0 also for an unchanged venue, so it applies the print without the fill.
-    FAILS on 08dfb03."""
+    Failed on 08dfb03."""
     items = prefix()
     t = items[-1][0]
     items.append((t + MS, inject("BUY", MID - 10, 1000, "inj1")))
@@ -110,7 +114,7 @@ def test_touch_trade_of_qty_zero_on_an_unchanged_venue() -> None:
     """Touch model: a print at or through a resting order's price fills it in full
     whatever its qty (SimExchange._on_trade, TOUCH branch); a qty-0 print reaches an
     unchanged venue (venue_market returns it as is). The kernel skips the stop for
-    qty <= 0. FAILS on 08dfb03."""
+    qty <= 0. Failed on 08dfb03."""
     items = prefix()
     t = items[-1][0]
     items.append((t + MS, inject("BUY", MID - 10, 1000, "inj1")))
@@ -123,7 +127,7 @@ def test_touch_trade_of_qty_zero_on_an_unchanged_venue() -> None:
 def test_first_trade_at_time_zero_is_seen_by_risk() -> None:
     """Risk records every trade's recv_ns in last_seen["md:<symbol>"] (RiskCore.apply). The
     market run writes it back only `if sv[SV_TRADE_NS]`, with 0 meaning "no trade": a
-    trade sequenced at recv_ns 0 is lost. FAILS on 08dfb03."""
+    trade sequenced at recv_ns 0 is lost. Failed on 08dfb03."""
     items = [(0, body) for _, body in prefix()]
     items.append((0, E.Trade(SYM, 7, MID, 3000, False)))
     items += [(0, body) for _, body in filler(0, 20)]
@@ -134,7 +138,7 @@ def test_first_trade_at_time_zero_is_seen_by_risk() -> None:
 def test_huge_trade_qty_scaled_for_a_venue() -> None:
     """venue_market scales a print's qty in Python ints; the kernel in int64, where
     qty * size_pct wraps (here to 0 for sim-b's 60%): the venue's market counter (and
-    _next_no) then differ. An absurd but valid int64 qty. FAILS on 08dfb03."""
+    _next_no) then differ. An absurd but valid int64 qty. Failed on 08dfb03."""
     items = prefix()
     t = items[-1][0]
     items.append((t + MS, E.Trade(SYM, 7, MID, 1 << 62, False)))
@@ -146,7 +150,7 @@ def test_clock_pnl_check_with_a_cost_whose_double_leaves_int64() -> None:
     """_total_pnl guards pos * (bid + ask) but not 2 * cost (nor + other, nor total -
     day_base): a cost in int64 whose double is not wraps, and the kernel stamps a clock
     on which RiskCore._check_pnl fires the kill switch. Unreachable with real sizes.
-    FAILS on 08dfb03."""
+    Failed on 08dfb03."""
     from common.accounting import Position
     from common.hotpath import market_run as K
     from services.backtest.engine import Engine
@@ -157,9 +161,10 @@ def test_clock_pnl_check_with_a_cost_whose_double_leaves_int64() -> None:
     risk = m.risk
     p = risk.account.positions[SYM] = Position(SYM)
     p.position = 1
-    p.cost = (1 << 62) + 10
+    p.cost = 3 << 61  # in int64; 2 * cost is not, nor pos * (bid + ask) - 2 * cost
     p.mark_price = MID
     risk.tops = {SYM: [MID, MID + 1]}
+    risk.breaker = "earlier"  # (else the drawdown guard happens to send this clock to Python)
     sv, vcfg = m.sv, m.vcfg
     sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = risk.tops[SYM]
     sv[K.SV_DAY_END] = sv[K.SV_CLOCK_DUE] = 2**63 - 1
@@ -171,28 +176,32 @@ def test_clock_pnl_check_with_a_cost_whose_double_leaves_int64() -> None:
     assert K._clock_ok(sv, vcfg, 10**9) == 0
 
 
-# ---------------------------------------------------------------- edge cases judged correct
+# ---------------------------------------------------------------- edge cases that held
 
 
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
 def test_events_across_utc_midnight_backwards_and_on_clock_boundaries(fill_model: str) -> None:
-    """Events exactly on clock times, exactly at UTC midnight, a stamp going backwards
-    across midnight, a 15-minute gap, with the strategy quoting (fills both models)."""
-    t0 = (T0 // DAY + 1) * DAY - 700 * MS  # 0.7 s before midnight
-    items = [snapshot(t0)]
-    t = t0
-    for i in range(3000):
-        t += 100 * MS if i % 11 == 0 else 3 * MS  # lands exactly on clock multiples now and then
-        if i == 1500:
-            t += 15 * 60 * 10**9
-        ev_t = t - 2 * DAY if i % 97 == 5 else t  # backwards stamps
-        px = MID + (i // 40) % 7 - 3
-        if i % 5 == 0:
-            items.append((ev_t, E.Trade(SYM, i, px - 1 if i % 2 else px + 2, 2000 + 1000 * (i % 9), bool(i % 2))))
-        else:
-            items.append((ev_t, E.BookDelta(SYM, 10 + i, 10 + i, E.pack_levels([(px, 1_000_000 + 1000 * (i % 13)), (px - 5, 0)]), E.pack_levels([(px + 1, 900_000 + 1000 * (i % 11))]))))
-    items.append(((T0 // DAY + 1) * DAY, E.BookDelta(SYM, 1, 1, E.pack_levels([(MID - 3, 7000)]), b"")))
-    compare({"risk": {"max_consecutive_losses": 1_000_000}}, items, fill_model, min_applied=1000)
+    """The synthetic market moved to straddle a UTC midnight: every 7th stamp floored to a
+    clock time (so also going backwards), one event exactly at midnight, stamps two days
+    back now and then, a 15-minute gap; the strategy quotes and fills (both models)."""
+    from tests.unit.backtest.test_fastpath import synthetic
+
+    src = synthetic(12_000, seed=11)
+    midnight = (T0 // DAY + 1) * DAY
+    shift = midnight - 12 * 10**9 - src[0][0]
+    items = []
+    for i, (t, b) in enumerate(src):
+        t += shift + (15 * 60 * 10**9 if i > 9_000 else 0)
+        if i % 7 == 0:
+            t = t // (100 * MS) * (100 * MS)
+        if i % 211 == 5:
+            t -= 2 * DAY
+        items.append((t, b))
+    k = next(i for i, (t, _) in enumerate(items) if t > midnight)
+    items.insert(k, (midnight, items[k][1]))
+    slow, _ = compare({"risk": {"max_consecutive_losses": 1_000_000}}, items, fill_model, min_applied=5_000)
+    assert slow.engine.risk.counters.get("daily_resets") == 1 and slow.engine.info.clock_gaps == 1
+    assert len(slow.stats.fills) > 10
 
 
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
@@ -223,7 +232,7 @@ def test_odd_venues_and_odd_rows(fill_model: str) -> None:
         if k == 0:
             items.append((t, E.BookDelta(SYM, 1, 1, E.pack_levels([(MID - 30, -5), (0, 7000), (1 << 53, 1000)]), b"")))
         elif k == 1:
-            items.append((t, E.Trade(SYM, i, MID - 40, 1, True)))  # floors to 0 on sim-c
+            items.append((t, E.Trade(SYM, i, MID - 40, 1, True)))  # floors to 0 on sim-c; reaches b1, b2
         elif k == 2:
             bids = [(MID - j, 0 if j % 4 == 0 else 3_000_000 + 1000 * i) for j in range(40)]
             asks = [(MID + 1 + j, 0 if j % 3 == 0 else 4_000_000) for j in range(40)]
@@ -234,23 +243,42 @@ def test_odd_venues_and_odd_rows(fill_model: str) -> None:
         elif k == 3:
             items.append((t, E.BestBidOffer(SYM, 1, MID, 100, MID + 1, 0)))
         else:
-            items.append((t, E.Trade(SYM, i, MID + 30, 1000, False)))  # reaches nothing
-    items.append((t + MS, E.Trade(SYM, 99_999, MID - 15, 7_000_000, True)))  # fills b1 (queue allowing)
+            items.append((t, E.Trade(SYM, i, MID + 30, 1000, False)))  # reaches a1
+    items.append((t + MS, E.Trade(SYM, 99_999, MID - 15, 7_000_000, True)))
     items += filler(t + 2 * MS, 30)
     compare(over, items, fill_model, min_applied=300)
 
 
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
 def test_arrivals_due_exactly_at_an_event(fill_model: str) -> None:
-    """The strategy quotes (orders arrive order_latency later); market events land exactly
-    at the arrival times, on clock times, and prints cross the resting quotes."""
+    """Every stamp on a 5 ms grid (= execution.order_latency_ms): the events after a quote
+    land exactly at its orders' arrival time, many share a stamp, clocks fall on events."""
+    from tests.unit.backtest.test_fastpath import synthetic
+
+    items = [(t // (5 * MS) * (5 * MS), b) for t, b in synthetic(12_000, seed=12)]
+    slow, _ = compare({"risk": {"max_consecutive_losses": 1_000_000}}, items, fill_model, min_applied=5_000)
+    assert len(slow.stats.fills) > 10
+
+
+@pytest.mark.skipif(not all(f.exists() for f in FILES), reason="real captures absent")
+def test_real_capture_prefix_touch_model() -> None:
+    """The same bug as test_book_delta_at_a_resting_orders_level[touch], with the strategy's
+    own quotes on the shipped capture and the shipped config: stopped after 11,775 events,
+    a bid resting on sim-b keeps queue_ahead 19,421,000 per event, 0 through the kernel
+    (execution's hash differs). Failed on 08dfb03."""
+    cfg = config.load()
+    items = list(CaptureInput([str(f) for f in FILES], BUILTIN, cfg.feed).items())[:11_775]
+    slow = run_backtest(cfg, _Items(items), "touch", market_run=False)
+    fast = run_backtest(cfg, _Items(items), "touch", market_run=True)
+    assert slow.engine.hashes() == fast.engine.hashes()
+
+
+def test_best_bid_offer_beyond_int64() -> None:
+    """A best bid/offer line whose price does not fit an int64: per event, risk and the
+    router just store the ints; the market run's encoding (array('q')) raises OverflowError.
+    Failed (crash) on 08dfb03."""
     items = prefix()
     t = items[-1][0]
-    for i in range(2000):
-        t += 5 * MS if i % 3 else 100 * MS - (t % (100 * MS))  # every 3rd on a clock time
-        px = MID + (i // 25) % 5 - 2
-        if i % 4 == 0:
-            items.append((t, E.Trade(SYM, i, px + (-3 if i % 8 else 3), 500_000, i % 8 != 0)))
-        else:
-            items.append((t, E.BookDelta(SYM, 1, 1, E.pack_levels([(px, 2_000_000 + 1000 * i)]), E.pack_levels([(px + 2, 1_500_000)]))))
-    compare({"risk": {"max_consecutive_losses": 1_000_000}}, items, fill_model, min_applied=500)
+    items.append((t + MS, E.BestBidOffer(SYM, 1, 1 << 63, 5, MID + 1, 5)))
+    items += filler(t + 2 * MS, 20)
+    compare(QUIET, items, "queue", min_applied=20)
