@@ -32,7 +32,7 @@ import zmq
 
 from common import events, runtime
 from common.config import ConfigError, MeshConfig
-from common.core import Core, Output, state_hash
+from common.core import Core, Output, pack, state_hash, unpack
 from common.metrics import METRICS
 from common.producer import Producer
 from common.rpc import RpcClient
@@ -55,7 +55,7 @@ class SnapshotStore:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def save(self, seq: int, state: object) -> Path:
-        body = msgspec.msgpack.encode({"seq": seq, "state": state})
+        body = pack({"seq": seq, "state": state})
         path = self.dir / f"snap-{seq:020d}.bin"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
@@ -76,7 +76,7 @@ class SnapshotStore:
                 log.error("snapshot %s is corrupt (checksum mismatch); trying an older one", path.name)
                 continue
             try:
-                snap = msgspec.msgpack.decode(body)
+                snap = unpack(body)
                 return int(snap["seq"]), snap["state"]
             except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
                 log.error("snapshot %s does not decode (%s); trying an older one", path.name, exc)
@@ -188,7 +188,10 @@ class CoreService:
         self.counters["suppressed"] += len(self._held) - len(fresh)
         log.info(
             "%s: caught up at seq %d; %d outputs already in the log, %d sent now",
-            self.name, self.last_applied, len(self._held) - len(fresh), len(fresh),
+            self.name,
+            self.last_applied,
+            len(self._held) - len(fresh),
+            len(fresh),
         )
         self._held, self._seen_keys = [], set()
         self.state = "live"

@@ -69,3 +69,31 @@ def test_a_snapshot_this_build_cannot_take_means_a_full_replay_not_a_crash(tmp_p
 
 def test_no_snapshot_means_seq_zero(tmp_path):
     assert restore(_Core(), SnapshotStore(tmp_path), "risk") == 0
+
+
+def test_ints_beyond_msgpack_round_trip_and_hash(tmp_path):
+    """State ints are Python's: an account's traded volume passes 2**64 notional units after
+    $1.8bn on BTCUSDT. A snapshot keeps such ints exactly and a state hash takes them,
+    distinguishing each value, where plain msgpack raised OverflowError."""
+    from common.accounting import Position
+    from common.core import canonical, state_hash
+    from common.units import BUILTIN
+    from services.risk.core import RiskCore
+
+    big = {"volume": 2**64, "neg": -(2**63) - 1, "deep": [{"x": 10**30}], "small": 5, "edge": 2**64 - 1}
+    store = SnapshotStore(tmp_path)
+    store.save(7, big)
+    assert store.load_latest() == (7, big)
+    assert canonical({"small": 5}) == canonical({"small": 5})  # plain states: plain msgpack
+    assert state_hash(big) == state_hash(dict(big)) != state_hash({**big, "volume": 2**64 + 1})
+
+    risk = RiskCore(None, BUILTIN)
+    pos = risk.account.positions["BTCUSDT"] = Position("BTCUSDT")
+    pos.volume = 2**64 + 12345
+    h = state_hash(risk.state())
+    store.save(8, risk.state())
+    seq, state = store.load_latest()
+    again = RiskCore(None, BUILTIN)
+    again.load_state(state)
+    assert seq == 8 and state_hash(again.state()) == h
+    assert again.account.positions["BTCUSDT"].volume == 2**64 + 12345
