@@ -42,49 +42,40 @@ def pure() -> ModuleType:
     return _PURE
 
 
-_PURE_VENUE: ModuleType | None = None
+_ON_PURE: dict[str, ModuleType] = {}
+
+
+def _on_pure_kernels(module: ModuleType) -> ModuleType:
+    """A hot-path module as plain Python: loaded again with the pure kernels module standing
+    in for common.hotpath.kernels, so its `kernel` decorator and the kernels it calls are the
+    twins."""
+    name = module.__name__
+    if name not in _ON_PURE:
+        spec = importlib.util.spec_from_file_location(f"pure_{name.replace('.', '_')}", module.__file__)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        saved = sys.modules["common.hotpath.kernels"]
+        sys.modules["common.hotpath.kernels"] = pure()
+        try:
+            spec.loader.exec_module(mod)
+        finally:
+            sys.modules["common.hotpath.kernels"] = saved
+        _ON_PURE[name] = mod
+    return _ON_PURE[name]
 
 
 def pure_venue() -> ModuleType:
-    """common/hotpath/venue.py as plain Python: loaded with the pure kernels module standing
-    in for common.hotpath.kernels, so its `kernel` decorator and `_le_i64` are the twins."""
-    global _PURE_VENUE
-    if _PURE_VENUE is None:
-        import common.hotpath.venue as venue
+    """common/hotpath/venue.py as plain Python."""
+    import common.hotpath.venue as venue
 
-        spec = importlib.util.spec_from_file_location("hotpath_pure_venue", venue.__file__)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        saved = sys.modules["common.hotpath.kernels"]
-        sys.modules["common.hotpath.kernels"] = pure()
-        try:
-            spec.loader.exec_module(mod)
-        finally:
-            sys.modules["common.hotpath.kernels"] = saved
-        _PURE_VENUE = mod
-    return _PURE_VENUE
-
-
-_PURE_RUN: ModuleType | None = None
+    return _on_pure_kernels(venue)
 
 
 def pure_market_run() -> ModuleType:
-    """common/hotpath/market_run.py as plain Python, on the pure kernels (as pure_venue)."""
-    global _PURE_RUN
-    if _PURE_RUN is None:
-        import common.hotpath.market_run as market_run
+    """common/hotpath/market_run.py as plain Python."""
+    import common.hotpath.market_run as market_run
 
-        spec = importlib.util.spec_from_file_location("hotpath_pure_market_run", market_run.__file__)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        saved = sys.modules["common.hotpath.kernels"]
-        sys.modules["common.hotpath.kernels"] = pure()
-        try:
-            spec.loader.exec_module(mod)
-        finally:
-            sys.modules["common.hotpath.kernels"] = saved
-        _PURE_RUN = mod
-    return _PURE_RUN
+    return _on_pure_kernels(market_run)
 
 
 def call_strict(fn, *args):
