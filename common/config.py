@@ -183,6 +183,12 @@ class StrategyConfig:
     # from the best is kept (65,536: $327 of BTCUSDT at a $0.01 tick; a REST snapshot's
     # 1,000 levels spanned about $210). 1 MiB per symbol.
     book_slots: int = field(default=65_536, metadata=_range(64, 1 << 22))
+    # After risk refuses an intent, no new order on that symbol and side for this long
+    # (sequencer time), doubling with each refusal in a row up to the max, until risk
+    # approves one again: a tripped breaker or kill switch otherwise meets an intent
+    # every `cooldown` book updates. 0 = resend at the next quote.
+    reject_backoff_ms: int = field(default=1000, metadata=_range(0))
+    reject_backoff_max_ms: int = field(default=60_000, metadata=_range(0))
     hash_every: int = field(default=1000, metadata=_range(1))
     snapshot_every: int = field(default=10_000, metadata=_range(1))
     # Other instances run side by side with these parameters: [name, "SYM1,SYM2"] each

@@ -70,8 +70,10 @@ WHY_DIFFERENT = """\
 Why this differs from the seed's published report (98 round trips, $15.68, 100% wins):
   * Risk. The mesh's risk core runs with mesh.toml's limits; its circuit
     breaker (5 losing round trips in a row) stops new orders for the rest of
-    the day, and with fees the first trips lose, so most intents end as
-    RiskRejected "circuit_breaker". The seed's risk never stopped its run.
+    the day, and with fees the first trips lose, so trading stops there: the
+    strategy's quotes are then held back (strategy.reject_backoff_ms, doubling
+    up to a minute) and the few intents it still sends end as RiskRejected
+    "circuit_breaker". The seed's risk never stopped its run.
   * Maker fee. The seed ran with 0 bps. We charge execution.maker_fee_bps on
     every maker fill: at 2 bps a 0.001 BTC fill at $73,220 pays $0.0147,
     more than the spread a trip of that size captures (the seed's own

@@ -28,8 +28,9 @@ D = dtypes
 # Every body type apply() acts on; anything else is returned from at once.
 _HANDLED = frozenset({
     events.BookDelta, events.BookSnapshot, events.Trade, events.OrderFill,
-    events.OrderCancelled, events.OrderExpired, events.OrderRejected, events.RiskRejected,
+    events.OrderCancelled, events.OrderExpired, events.OrderRejected, events.RiskRejected, events.RiskApproved,
 })  # fmt: skip
+MS = 1_000_000
 SIDE_TO_KERNEL = {events.BUY: D.SIDE_BID, events.SELL: D.SIDE_ASK}
 
 
@@ -101,6 +102,10 @@ class StrategyCore:
         self.orders: dict[str, Order] = {}  # every order not yet terminal
         self.live: dict[str, dict[int, str]] = {s: {} for s in self.books}  # symbol -> side -> order id
         self.counters = {"intents": 0, "cancels": 0, "cancel_alls": 0, "fills": 0}
+        # symbol -> side -> [until recv_ns, refusals in a row]: risk refused this side lately
+        # (see StrategyConfig.reject_backoff_ms). In the state only while not empty, so a
+        # run that never meets a refusal hashes as before the backoff existed.
+        self.backoff: dict[str, dict[int, list[int]]] = {}
 
     # ------------------------------------------------------------ events
     def apply(self, ev: events.Sequenced) -> list[Output]:
@@ -135,7 +140,14 @@ class StrategyCore:
             return self._act(ev, tr.symbol, sb, act)
         if t is events.OrderFill:
             return self._on_fill(ev, b)  # type: ignore[arg-type]
-        if t is events.RiskRejected:
+        if t is events.RiskApproved:
+            order = self.orders.get(b.order_id)  # type: ignore[union-attr]
+            if order is not None:
+                self._approved(order)
+        elif t is events.RiskRejected:
+            order = self.orders.get(b.order_id)  # type: ignore[union-attr]
+            if order is not None:
+                self._refused(order, ev.recv_ns)
             self._retire(b.order_id, None)  # type: ignore[union-attr]
         else:  # the rest of _HANDLED: OrderCancelled, OrderExpired, OrderRejected
             self._retire(_parent(b.child_id), getattr(b, "leaves_qty", None))  # type: ignore[union-attr]
@@ -157,6 +169,27 @@ class StrategyCore:
         side = SIDE_TO_KERNEL[order.side]
         act = kernels.on_fill_kept(sb.state, sb.book, sb.params, side, f.price, f.qty, kept, ev.event_ns)
         return self._act(ev, order.symbol, sb, act)
+
+    def _refused(self, order: Order, now: int) -> None:
+        base = self.cfg.reject_backoff_ms * MS
+        if base <= 0:
+            return
+        sides = self.backoff.setdefault(order.symbol, {})
+        n = sides[order.side][1] + 1 if order.side in sides else 1
+        wait = min(base << min(n - 1, 40), self.cfg.reject_backoff_max_ms * MS)
+        sides[order.side] = [now + wait, n]
+
+    def _approved(self, order: Order) -> None:
+        sides = self.backoff.get(order.symbol)
+        if sides and order.side in sides:
+            del sides[order.side]
+            if not sides:
+                del self.backoff[order.symbol]
+
+    def _held_back(self, symbol: str, side: int, now: int) -> bool:
+        """True while risk's last refusals on this symbol and side ask for a pause."""
+        sides = self.backoff.get(symbol)
+        return bool(sides) and side in sides and now < sides[side][0]  # type: ignore[operator]
 
     def _retire(self, oid: str, leaves: int | None) -> None:
         order = self.orders.get(oid)
@@ -205,6 +238,14 @@ class StrategyCore:
                 del live[side]
                 bodies.append(events.CancelIntent(self.name, symbol, oid))
                 self.counters["cancels"] += 1
+            if qty > 0 and self.backoff and self._held_back(symbol, side, ev.recv_ns):
+                # Not sent: the kernel's quote on this side is not live, so it quotes again
+                # at its next chance (as after any retired order), and this waits again.
+                sb.state[D.S_LIVE_BID if side == events.BUY else D.S_LIVE_ASK] = 0
+                if sb.state[D.S_LIVE_BID] == 0 and sb.state[D.S_LIVE_ASK] == 0:
+                    sb.state[D.S_HAVE_QUOTE] = 0
+                self.counters["held_back"] = self.counters.get("held_back", 0) + 1
+                continue
             if qty > 0:
                 new_id = f"{self.name}.{symbol}.{ev.seq}.{'b' if side == events.BUY else 'a'}"
                 self.orders[new_id] = Order(symbol, side, px, qty)
@@ -222,7 +263,10 @@ class StrategyCore:
             "orders": {k: [o.symbol, o.side, o.price, o.remaining] for k, o in sorted(self.orders.items())},
             "live": {s: {str(side): oid for side, oid in sorted(v.items())} for s, v in sorted(self.live.items())},
             "counters": dict(sorted(self.counters.items())),
-        }
+        } | ({"backoff": self._backoff_state()} if self.backoff else {})
+
+    def _backoff_state(self) -> dict[str, dict[str, list[int]]]:
+        return {s: {str(side): list(v) for side, v in sorted(b.items())} for s, b in sorted(self.backoff.items())}
 
     def load_state(self, state: object) -> None:
         """Raises ValueError, before changing anything, when the snapshot's kernel arrays
@@ -251,6 +295,10 @@ class StrategyCore:
         for s, v in state["live"].items():
             self.live[s] = {int(side): oid for side, oid in v.items()}
         self.counters.update(state["counters"])
+        self.backoff = {
+            s: {int(side): [int(v[0]), int(v[1])] for side, v in b.items()}
+            for s, b in state.get("backoff", {}).items()  # type: ignore[union-attr]
+        }
 
     def inspect(self, symbol: str) -> dict[str, int]:
         """The numbers a person watching the strategy wants (dashboard, tests)."""

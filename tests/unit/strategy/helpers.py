@@ -97,6 +97,13 @@ class Feed:
     def risk_rejected(self, order_id: str) -> E.Sequenced:
         return self.wrap(E.RiskRejected(order_id, self.symbol, "max_position", "test", self.seq))
 
+    def approved(self, intent: E.OrderIntent) -> E.Sequenced:
+        return self.wrap(
+            E.RiskApproved(
+                intent.order_id, self.symbol, intent.side, intent.price, intent.qty, intent.tif, True, self.seq
+            )
+        )
+
     def clock(self) -> E.Sequenced:
         return self.wrap(E.Clock(self.seq))
 

@@ -332,7 +332,7 @@ RETIRE = {
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kind", sorted(RETIRE))
 def test_terminal_report_retires_the_order_and_the_side_is_quoted_again(model: str, kind: str) -> None:
-    core = make_core(model, spot=False)
+    core = make_core(model, spot=False, reject_backoff_ms=0)  # (the backoff after a refusal: below)
     feed = Feed()
     first = by_side(warm(core, feed))
     b, a = first[E.BUY].order_id, first[E.SELL].order_id
@@ -489,3 +489,68 @@ def test_a_snapshot_whose_book_does_not_fit_is_refused_before_anything_changes()
     c = make_core("mm", **_session_cfg())
     with pytest.raises(ValueError, match="does not fit"):
         c.load_state(bad)
+
+
+# ---------------------------------------------------------------- backoff after a refusal
+def quote_again(core: StrategyCore, feed: Feed, n: int) -> list[dict[int, E.OrderIntent]]:
+    """n book updates that each move the fair value (so the kernel requotes): intents by side."""
+    out = []
+    for i in range(n):
+        up, down = (20, 0) if i % 2 == 0 else (0, 20)  # the book steps 20 pipettes up, then back
+        out.append(
+            by_side(
+                core.apply(
+                    feed.delta(
+                        [(BID + down, 0), (BID + up, 1_000_000)],
+                        [(ASK + down, 0), (ASK + up, 1_000_000)],
+                    )
+                )
+            )
+        )
+    return out
+
+
+def test_a_refused_side_waits_then_doubles_and_an_approval_resets_it() -> None:
+    """risk refuses the bid: no new bid for reject_backoff_ms of sequencer time (events are
+    100 ms apart here) while the ask goes on quoting; a second refusal in a row waits twice
+    as long; an approval ends it. A core that never meets a refusal hashes as one without
+    the backoff at all (its state has no backoff key)."""
+    core = make_core("mm", spot=False, reject_backoff_ms=500, reject_backoff_max_ms=800, cooldown=0)
+    feed = Feed()
+    first = by_side(warm(core, feed))
+    assert "backoff" not in core.state()  # type: ignore[operator]
+    core.apply(feed.risk_rejected(first[E.BUY].order_id))
+    quotes = quote_again(core, feed, 8)
+    bids = [i for i, q in enumerate(quotes) if E.BUY in q]
+    assert all(E.SELL in q for q in quotes[:1]) and bids and bids[0] == 4  # 500 ms: events 1..4 later
+    assert core.counters["held_back"] == 4
+    # a second refusal in a row: 1,000 ms, capped at 800
+    core.apply(feed.risk_rejected(quotes[bids[0]][E.BUY].order_id))
+    quotes = quote_again(core, feed, 12)
+    bids = [i for i, q in enumerate(quotes) if E.BUY in q]
+    assert bids[0] == 7  # 800 ms (the cap), not 1,000
+    # approved: the next refusal starts again from 500 ms
+    core.apply(feed.approved(quotes[bids[0]][E.BUY]))
+    assert "backoff" not in core.state()  # type: ignore[operator]
+    core.apply(feed.risk_rejected(quotes[bids[0]][E.BUY].order_id))
+    quotes = quote_again(core, feed, 8)
+    assert [i for i, q in enumerate(quotes) if E.BUY in q][0] == 4
+
+
+def test_backoff_survives_a_snapshot_and_zero_turns_it_off() -> None:
+    core = make_core("mm", spot=False, reject_backoff_ms=1000, cooldown=0)
+    feed = Feed()
+    first = by_side(warm(core, feed))
+    core.apply(feed.risk_rejected(first[E.BUY].order_id))
+    again = make_core("mm", spot=False, reject_backoff_ms=1000, cooldown=0)
+    again.load_state(roundtrip(core.state()))
+    assert core_hash(again) == core_hash(core)
+    feed2 = Feed(seq=feed.seq, ts=feed.ts)
+    assert quote_again(core, feed, 6) == quote_again(again, feed2, 6)
+    assert core_hash(again) == core_hash(core)
+    off = make_core("mm", spot=False, reject_backoff_ms=0, cooldown=0)
+    feed = Feed()
+    first = by_side(warm(off, feed))
+    off.apply(feed.risk_rejected(first[E.BUY].order_id))
+    assert E.BUY in quote_again(off, feed, 1)[0]
+    assert "backoff" not in off.state() and "held_back" not in off.counters  # type: ignore[operator]
