@@ -19,7 +19,10 @@ risk, router and venue ladders), and stops where Python must take over:
   a book event on a venue that holds resting orders;
 * after an event on which the strategy's kernel acted (quote or cancel
   all): every core has then applied it, and only the strategy's orders
-  remain to be made, in Python, from the kernel's output slots.
+  remain to be made, in Python, from the kernel's output slots. (Unless
+  the quote is one the strategy would only hold back, risk having refused
+  its sides lately, with no order live: that the kernel applies itself,
+  see `_held_quote`.)
 
 `services.backtest.engine` writes the counters this accumulates back into
 the cores, so their states (and state hashes) are what per-event `apply`
@@ -46,7 +49,24 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (kernels take numpy arrays)
 
-from common.hotpath.dtypes import ACT_NONE, BK_KEY0, BK_Q, BK_SLOTS, BK_TICK, LV_PX, LV_QTY, LV_SIDE, SIDE_ASK, SIDE_BID
+from common.hotpath.dtypes import (
+    ACT_NONE,
+    ACT_QUOTE,
+    BK_KEY0,
+    BK_Q,
+    BK_SLOTS,
+    BK_TICK,
+    LV_PX,
+    LV_QTY,
+    LV_SIDE,
+    S_HAVE_QUOTE,
+    S_LIVE_ASK,
+    S_LIVE_BID,
+    S_Q_ASK_QTY,
+    S_Q_BID_QTY,
+    SIDE_ASK,
+    SIDE_BID,
+)
 from common.hotpath.kernels import _on_book, best_px, book_apply_rows, kernel, on_trade
 
 # evs columns
@@ -98,7 +118,13 @@ SV_R_DAY_BASE = 36  # I
 SV_R_PEAK = 37  # I/O day_peak
 SV_R_DD_BASE = 38  # I: drawdown_base
 SV_R_DD_BPS = 39  # I: max_drawdown_bps; -1 = the breaker is already set
-SV_LEN = 40
+# The strategy's quotes risk's refusals hold back (StrategyCore.reject_backoff): a quote on
+# which every side with size is held, with no order live, is the kernel's to apply.
+SV_HELD_BID = 40  # I: recv_ns until which a new bid is held back (I64_MIN: not held)
+SV_HELD_ASK = 41  # I: the same for the ask
+SV_NONE_LIVE = 42  # I: 1 = the strategy has no live order on the symbol
+SV_N_HELD = 43  # O: sides held back (the strategy's held_back counter)
+SV_LEN = 44
 
 STOP_END = 0  # every event given was applied
 STOP_OTHER = 1  # before an event the run does not cover
@@ -338,6 +364,26 @@ def _clock_ok(sv, vcfg, c):
 
 
 @kernel
+def _held_quote(state, sv, t):
+    """StrategyCore._act of a quote when no order is live and every side with size is held
+    back: nothing is sent, each such side's quote is marked not live (so the kernel quotes
+    again), and counted. Returns ACT_NONE then, else ACT_QUOTE (Python makes the orders)."""
+    bq = state[S_Q_BID_QTY]
+    aq = state[S_Q_ASK_QTY]
+    if (bq > 0 and t >= sv[SV_HELD_BID]) or (aq > 0 and t >= sv[SV_HELD_ASK]):
+        return ACT_QUOTE
+    if bq > 0:
+        state[S_LIVE_BID] = 0
+        sv[SV_N_HELD] += 1
+    if aq > 0:
+        state[S_LIVE_ASK] = 0
+        sv[SV_N_HELD] += 1
+    if state[S_LIVE_BID] == 0 and state[S_LIVE_ASK] == 0:
+        state[S_HAVE_QUOTE] = 0
+    return ACT_NONE
+
+
+@kernel
 def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
     """Apply evs[start:end] until a stop (see the module's docstring); returns the index of
     the first event not applied (sv[SV_STOP] says why, sv[SV_ACT] the strategy's action)."""
@@ -391,6 +437,8 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
             sv[SV_BBO + 2] = evs[i, RK_C]
             sv[SV_BBO + 3] = evs[i, RK_D]
             sv[SV_BBO + 4] = 1
+        if act == ACT_QUOTE and sv[SV_NONE_LIVE] != 0:
+            act = _held_quote(state, sv, t)
         sv[SV_N_KIND + k] += 1
         sv[SV_DONE] += 1
         i += 1

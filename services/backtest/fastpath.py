@@ -53,7 +53,7 @@ _NO_PAIRS = bytes(16)
 
 _OTHER = (K.RK_OTHER, 0, 0, 0, 0, 0)  # an event Engine._one takes (the kernel reads nothing else of it)
 # sv's outputs, zeroed before each kernel call
-_CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS)
+_CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS, K.SV_N_HELD)
 
 
 def _int64s(n: int) -> tuple[array.array[int], np.ndarray]:
@@ -231,6 +231,11 @@ class MarketRun:
         for i in _CLEARED:
             sv[i] = 0
         sv[K.SV_CLOCK_DUE] = self._clock_due()
+        strategy = self.strategy
+        held = strategy.backoff.get(sym)
+        sv[K.SV_HELD_BID] = held[E.BUY][0] if held and E.BUY in held else I64_MIN
+        sv[K.SV_HELD_ASK] = held[E.SELL][0] if held and E.SELL in held else I64_MIN
+        sv[K.SV_NONE_LIVE] = 0 if strategy.live[sym] else 1
         tops = risk.tops.get(sym)
         if tops:
             bid, ask = tops
@@ -322,6 +327,9 @@ class MarketRun:
             counts[E.Clock] = clocks
         for obs in eng.observers:
             obs.market_run(counts, clock)  # type: ignore[attr-defined]
+        if sv[K.SV_N_HELD]:
+            c = self.strategy.counters
+            c["held_back"] = c.get("held_back", 0) + sv[K.SV_N_HELD]
         risk, router = self.risk, self.router
         if clock > risk.now_ns:
             risk.now_ns = clock

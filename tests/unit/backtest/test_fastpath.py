@@ -110,6 +110,18 @@ def test_synthetic_both_models_both_fill_models(fill_model: str, model: str) -> 
 
 
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
+def test_quotes_held_back_after_risk_refuses(fill_model: str) -> None:
+    """mesh.toml's risk: the loss-streak breaker trips, risk refuses, and the strategy holds
+    its quotes back (reject_backoff_ms): most of those quotes the kernel holds back itself."""
+    cfg = config.load()
+    slow, fast = both_ways(cfg, synthetic(30_000, seed=4), fill_model)
+    assert slow.report["risk_rejected"].get("circuit_breaker", 0) > 0
+    held = slow.report["strategy_counters"]["held_back"]
+    assert held > 1000 and fast.report["strategy_counters"]["held_back"] == held
+    assert_same(slow, fast, min_share=0.9)
+
+
+@pytest.mark.parametrize("fill_model", ["queue", "touch"])
 def test_snapshots_bbo_other_symbols_and_a_long_gap(fill_model: str) -> None:
     cfg = config.from_dict({"risk": {"max_consecutive_losses": 1_000_000}})
     items = mixed(15_000)

@@ -282,3 +282,29 @@ def test_best_bid_offer_beyond_int64() -> None:
     items.append((t + MS, E.BestBidOffer(SYM, 1, 1 << 63, 5, MID + 1, 5)))
     items += filler(t + 2 * MS, 20)
     compare(QUIET, items, "queue", min_applied=20)
+
+
+def test_a_quote_at_exactly_the_end_of_its_backoff_is_sent() -> None:
+    """Every intent is refused (max_order_qty below order_qty), so each side backs off; the
+    book moves every millisecond, so a quote falls exactly on a backoff's end (the refusal's
+    recv_ns + reject_backoff_ms, on the same grid): there the side is no longer held back,
+    and the kernel must hand the quote to Python, not hold it."""
+    cfg = {
+        "strategy": {
+            "warmup": 3,
+            "cooldown": 0,
+            "requote_threshold": 0,
+            "reject_backoff_ms": 40,
+            "reject_backoff_max_ms": 40,
+        },  # fmt: skip
+        "risk": {"max_order_qty": 1_000, "max_consecutive_losses": 1_000_000},
+    }
+    items = [snapshot(T0)]
+    for i in range(fastpath.CHUNK + 400):
+        up = i % 2
+        bids = E.pack_levels([(MID - 1 + up, 5_000_000), (MID - up, 0)])
+        asks = E.pack_levels([(MID + 1 + up, 5_000_000), (MID + 2 - up, 0)])
+        items.append((T0 + (i + 1) * MS, E.BookDelta(SYM, 2 + i, 2 + i, bids, asks)))
+    slow, fast = compare(cfg, items, "queue", min_applied=200)
+    assert slow.report["risk_rejected"].get("max_order_qty", 0) > 10
+    assert slow.report["strategy_counters"].get("held_back", 0) > 100
