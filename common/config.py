@@ -197,6 +197,13 @@ class StrategyConfig:
     instances: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if 0 < self.reject_backoff_max_ms < self.reject_backoff_ms or (
+            self.reject_backoff_ms > 0 and self.reject_backoff_max_ms == 0
+        ):
+            raise ValueError(
+                f"reject_backoff_max_ms ({self.reject_backoff_max_ms}) must be >= reject_backoff_ms "
+                f"({self.reject_backoff_ms}) (reject_backoff_ms = 0 turns the backoff off)"
+            )
         names = [self.name] + [n for n, _ in self.instances]
         for n in names:
             _check_source_name("instance name", n)

@@ -26,6 +26,14 @@ from dataclasses import dataclass, fields
 MONEY = 10**10  # one whole quote-currency unit at the default pnl_scale
 
 
+# Operator commands risk acts on. A reset also ends every backoff the strategy keeps
+# after risk's refusals (services/strategy/core.py), so quoting resumes at once.
+CMD_KILL = "kill"
+CMD_RESET_KILL = "reset-kill"
+CMD_RESET_BREAKER = "reset-breaker"
+RISK_RESETS = (CMD_RESET_KILL, CMD_RESET_BREAKER)
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     # ---- Tier 1: per order
@@ -74,9 +82,18 @@ class RiskConfig:
         if self.max_loss >= 0:
             raise ValueError(f"risk.max_loss must be negative, got {self.max_loss}")
         for name in (
-            "max_spread", "max_order_qty", "max_position_qty", "max_notional", "max_open_orders",
-            "max_orders_per_second", "max_consecutive_losses", "max_drawdown_bps", "drawdown_base", "deadman_ms",
-            "hash_every", "snapshot_every",
+            "max_spread",
+            "max_order_qty",
+            "max_position_qty",
+            "max_notional",
+            "max_open_orders",
+            "max_orders_per_second",
+            "max_consecutive_losses",
+            "max_drawdown_bps",
+            "drawdown_base",
+            "deadman_ms",
+            "hash_every",
+            "snapshot_every",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"risk.{name} must be positive, got {getattr(self, name)}")

@@ -233,8 +233,9 @@ class MarketRun:
         sv[K.SV_CLOCK_DUE] = self._clock_due()
         strategy = self.strategy
         held = strategy.backoff.get(sym)
-        sv[K.SV_HELD_BID] = held[E.BUY][0] if held and E.BUY in held else I64_MIN
-        sv[K.SV_HELD_ASK] = held[E.SELL][0] if held and E.SELL in held else I64_MIN
+        # (an end beyond int64 holds for every time the kernel sees: it takes events <= 2**62)
+        sv[K.SV_HELD_BID] = min(held[E.BUY][0], NEVER) if held and E.BUY in held else I64_MIN
+        sv[K.SV_HELD_ASK] = min(held[E.SELL][0], NEVER) if held and E.SELL in held else I64_MIN
         sv[K.SV_NONE_LIVE] = 0 if strategy.live[sym] else 1
         tops = risk.tops.get(sym)
         if tops:

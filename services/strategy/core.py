@@ -22,6 +22,7 @@ from common import events
 from common.config import StrategyConfig
 from common.core import Output, outputs_for, parent_of
 from common.hotpath import book_load, book_state, default_params, dtypes, kernels, new_book, new_levels, new_state
+from common.risk_config import RISK_RESETS
 from common.units import ASSET_SCALE, SymbolTable, rescale_ceil
 
 D = dtypes
@@ -29,6 +30,7 @@ D = dtypes
 _HANDLED = frozenset({
     events.BookDelta, events.BookSnapshot, events.Trade, events.OrderFill,
     events.OrderCancelled, events.OrderExpired, events.OrderRejected, events.RiskRejected, events.RiskApproved,
+    events.OperatorCommand,
 })  # fmt: skip
 MS = 1_000_000
 SIDE_TO_KERNEL = {events.BUY: D.SIDE_BID, events.SELL: D.SIDE_ASK}
@@ -140,6 +142,10 @@ class StrategyCore:
             return self._act(ev, tr.symbol, sb, act)
         if t is events.OrderFill:
             return self._on_fill(ev, b)  # type: ignore[arg-type]
+        if t is events.OperatorCommand:
+            if b.command in RISK_RESETS:  # type: ignore[union-attr]
+                self.backoff.clear()  # risk was reset by hand: quote again at once
+            return []
         if t is events.RiskApproved:
             order = self.orders.get(b.order_id)  # type: ignore[union-attr]
             if order is not None:

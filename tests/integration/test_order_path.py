@@ -54,7 +54,12 @@ def mesh_no_stale_limit():
     """A strategy that falls more than 1 s behind on a loaded machine has every intent
     refused as stale (hundreds are, right after start); a test that waits for an approval
     at a given moment must not depend on the machine keeping the strategy within 1 s."""
-    yield from _started({**SETTINGS, "risk": {**SETTINGS["risk"], "max_intent_age_ms": 0}})
+    yield from _started({
+        **SETTINGS,
+        "risk": {**SETTINGS["risk"], "max_intent_age_ms": 0},
+        # refused intents every 0.2 s, not backing off to a minute: the kill test counts them
+        "strategy": {**SETTINGS.get("strategy", {}), "reject_backoff_ms": 200, "reject_backoff_max_ms": 200},
+    })  # fmt: skip
 
 
 @pytest.fixture

@@ -554,3 +554,27 @@ def test_backoff_survives_a_snapshot_and_zero_turns_it_off() -> None:
     off.apply(feed.risk_rejected(first[E.BUY].order_id))
     assert E.BUY in quote_again(off, feed, 1)[0]
     assert "backoff" not in off.state() and "held_back" not in off.counters  # type: ignore[operator]
+
+
+def test_an_operator_reset_of_risk_ends_every_backoff() -> None:
+    core = make_core("mm", spot=False, reject_backoff_ms=60_000, cooldown=0)
+    feed = Feed()
+    first = by_side(warm(core, feed))
+    core.apply(feed.risk_rejected(first[E.BUY].order_id))
+    bids = lambda: [E.BUY in q for q in quote_again(core, feed, 2)]  # noqa: E731  (up, then back)
+    assert bids() == [False, False]
+    core.apply(feed.wrap(E.OperatorCommand("venue-down", "sim-a", "op")))  # not a reset of risk
+    assert bids() == [False, False]
+    core.apply(feed.wrap(E.OperatorCommand("reset-breaker", "", "op")))
+    assert "backoff" not in core.state()  # type: ignore[operator]
+    assert bids() == [True, True]
+
+
+def test_backoff_config_is_checked() -> None:
+    from common import config
+
+    with pytest.raises(config.ConfigError, match="reject_backoff_max_ms"):
+        config.from_dict({"strategy": {"reject_backoff_ms": 2000, "reject_backoff_max_ms": 1000}})
+    with pytest.raises(config.ConfigError, match="reject_backoff_max_ms"):
+        config.from_dict({"strategy": {"reject_backoff_ms": 10, "reject_backoff_max_ms": 0}})
+    assert config.from_dict({"strategy": {"reject_backoff_ms": 0, "reject_backoff_max_ms": 0}}).strategy
