@@ -100,7 +100,7 @@ SV_ROUTER_BAD = 12  # O: rows the router's book rejected
 SV_TOPS = 13  # O: risk's (bid, ask) top after the last book / bbo event, and SV_TOPS + 2 = 1 if any
 SV_BBO = 16  # O: the router's (bid px, bid qty, ask px, ask qty) of the last bbo, and SV_BBO + 4 = 1 if any
 SV_TRADE_NS = 21  # O: recv_ns of the last trade (if SV_N_KIND + RK_TRADE)
-SV_BOOK_NS = 22  # O: recv_ns of the last book event (if any)
+# 22: unused
 # The sequencer's clocks a run may stamp itself (see _clock_ok), and what they need of risk:
 SV_INTERVAL = 24  # I: sequencer.clock_interval_ms, ns
 SV_MAX_GAP = 25  # I: a gap longer than this is Engine._clocks_until's (it skips idle clocks)
@@ -418,7 +418,6 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
             sv[SV_TOPS + 1] = _px_or_0(best_px(rbook, SIDE_ASK))
             sv[SV_TOPS + 2] = 1
             sv[SV_ROUTER_BAD] += book_apply_rows(obook, lv, 0, n, snap)
-            sv[SV_BOOK_NS] = t
             for v in range(vcfg.shape[0]):
                 _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap, touch)
         elif k == RK_TRADE:

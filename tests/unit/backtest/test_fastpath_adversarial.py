@@ -284,54 +284,39 @@ def test_best_bid_offer_beyond_int64() -> None:
     compare(QUIET, items, "queue", min_applied=20)
 
 
-def test_a_quote_at_exactly_the_end_of_its_backoff_is_sent() -> None:
-    """Every intent is refused (max_order_qty below order_qty), so each side backs off; the
-    book moves every millisecond, so a quote falls exactly on a backoff's end (the refusal's
-    recv_ns + reject_backoff_ms, on the same grid): there the side is no longer held back,
-    and the kernel must hand the quote to Python, not hold it."""
+def refused_and_stepping(backoff_ms: int) -> tuple[dict, list[tuple[int, E._Body]]]:
+    """A strategy whose every intent risk refuses (max_order_qty below order_qty), backing
+    off backoff_ms flat, on a book whose touch steps one tick up and back every millisecond
+    (so it requotes on each)."""
     cfg = {
         "strategy": {
-            "warmup": 3,
-            "cooldown": 0,
-            "requote_threshold": 0,
-            "reject_backoff_ms": 40,
-            "reject_backoff_max_ms": 40,
-        },  # fmt: skip
+            "warmup": 3, "cooldown": 0, "requote_threshold": 0,
+            "reject_backoff_ms": backoff_ms, "reject_backoff_max_ms": backoff_ms,
+        },
         "risk": {"max_order_qty": 1_000, "max_consecutive_losses": 1_000_000},
-    }
+    }  # fmt: skip
     items = [snapshot(T0)]
     for i in range(fastpath.CHUNK + 400):
         up = i % 2
         bids = E.pack_levels([(MID - 1 + up, 5_000_000), (MID - up, 0)])
         asks = E.pack_levels([(MID + 1 + up, 5_000_000), (MID + 2 - up, 0)])
         items.append((T0 + (i + 1) * MS, E.BookDelta(SYM, 2 + i, 2 + i, bids, asks)))
-    slow, fast = compare(cfg, items, "queue", min_applied=200)
+    return cfg, items
+
+
+def test_a_quote_at_exactly_the_end_of_its_backoff_is_sent() -> None:
+    """The book moves every millisecond, so a quote falls exactly on a backoff's end (the
+    refusal's recv_ns + reject_backoff_ms, on the same grid): there the side is no longer
+    held back, and the kernel must hand the quote to Python, not hold it."""
+    slow, _fast = compare(*refused_and_stepping(40), "queue", min_applied=200)
     assert slow.report["risk_rejected"].get("max_order_qty", 0) > 10
     assert slow.report["strategy_counters"].get("held_back", 0) > 100
 
 
 def test_a_backoff_ending_beyond_int64_does_not_crash_the_market_run() -> None:
-    """Every intent is refused (max_order_qty below order_qty); the backoff is configured
-    "practically forever" (10**13 ms, ~317 years), so until = recv_ns + 10**19 ns > 2**63.
-    Per event this runs; the market run raised OverflowError in MarketRun._load
-    (sv[K.SV_HELD_BID] = until) until the end was clamped (a review found it)."""
-    forever = 10**13
-    cfg = {
-        "strategy": {
-            "warmup": 3,
-            "cooldown": 0,
-            "requote_threshold": 0,
-            "reject_backoff_ms": forever,
-            "reject_backoff_max_ms": forever,
-        },
-        "risk": {"max_order_qty": 1_000, "max_consecutive_losses": 1_000_000},
-    }
-    items = [snapshot(T0)]
-    for i in range(fastpath.CHUNK + 400):
-        up = i % 2
-        bids = E.pack_levels([(MID - 1 + up, 5_000_000), (MID - up, 0)])
-        asks = E.pack_levels([(MID + 1 + up, 5_000_000), (MID + 2 - up, 0)])
-        items.append((T0 + (i + 1) * MS, E.BookDelta(SYM, 2 + i, 2 + i, bids, asks)))
-    slow, _fast = compare(cfg, items, "queue", min_applied=200)
+    """A backoff configured "practically forever" (10**13 ms, ~317 years): until = recv_ns +
+    10**19 ns > 2**63. Per event this runs; the market run raised OverflowError in
+    MarketRun._load (sv[K.SV_HELD_BID] = until) until the end was clamped (a review found it)."""
+    slow, _fast = compare(*refused_and_stepping(10**13), "queue", min_applied=200)
     assert slow.report["risk_rejected"].get("max_order_qty", 0) >= 1  # (spot, flat: bids only)
     assert slow.report["strategy_counters"].get("held_back", 0) > 100
