@@ -82,18 +82,9 @@ class RiskConfig:
         if self.max_loss >= 0:
             raise ValueError(f"risk.max_loss must be negative, got {self.max_loss}")
         for name in (
-            "max_spread",
-            "max_order_qty",
-            "max_position_qty",
-            "max_notional",
-            "max_open_orders",
-            "max_orders_per_second",
-            "max_consecutive_losses",
-            "max_drawdown_bps",
-            "drawdown_base",
-            "deadman_ms",
-            "hash_every",
-            "snapshot_every",
+            "max_spread", "max_order_qty", "max_position_qty", "max_notional", "max_open_orders",
+            "max_orders_per_second", "max_consecutive_losses", "max_drawdown_bps", "drawdown_base", "deadman_ms",
+            "hash_every", "snapshot_every",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"risk.{name} must be positive, got {getattr(self, name)}")

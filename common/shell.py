@@ -188,10 +188,7 @@ class CoreService:
         self.counters["suppressed"] += len(self._held) - len(fresh)
         log.info(
             "%s: caught up at seq %d; %d outputs already in the log, %d sent now",
-            self.name,
-            self.last_applied,
-            len(self._held) - len(fresh),
-            len(fresh),
+            self.name, self.last_applied, len(self._held) - len(fresh), len(fresh),
         )
         self._held, self._seen_keys = [], set()
         self.state = "live"

@@ -68,6 +68,7 @@ from common.hotpath.dtypes import (
     SIDE_BID,
 )
 from common.hotpath.kernels import _on_book, best_px, book_apply_rows, kernel, on_trade
+from common.hotpath.venue import venue_qty
 
 # evs columns
 RK_KIND = 0
@@ -193,7 +194,7 @@ def _venue_rows(vlv, lv, n, add, pct, step, delta):
     m = 0
     for j in range(n):
         px = lv[j, LV_PX] + add
-        qty = lv[j, LV_QTY] * pct // 100 // step * step
+        qty = venue_qty(lv[j, LV_QTY], pct, step)
         if px > 0 and (delta != 0 or qty > 0):
             vlv[m, LV_SIDE] = lv[j, LV_SIDE]
             vlv[m, LV_PX] = px
@@ -237,7 +238,7 @@ def _venue_trade(evs, i, vcfg, v):
         return px, -1
     px += vcfg[v, VC_ADD]
     step = vcfg[v, VC_STEP]
-    qty = qty * pct // 100 // step * step
+    qty = venue_qty(qty, pct, step)
     return px, 1 if px > 0 and qty > 0 else 0
 
 
@@ -287,7 +288,7 @@ def _may_touch(evs, i, flat, vcfg, v, rest, book):
             lqty = flat[off + 2 * r + 1]
             if same == 0:
                 lpx += vcfg[v, VC_ADD]
-                lqty = lqty * vcfg[v, VC_PCT] // 100 // vcfg[v, VC_STEP] * vcfg[v, VC_STEP]
+                lqty = venue_qty(lqty, vcfg[v, VC_PCT], vcfg[v, VC_STEP])
             if lqty > 0 and lpx > 0 and ((buy and lpx <= px) or (not buy and lpx >= px)):
                 return 1
     return 0

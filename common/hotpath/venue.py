@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (kernels take numpy arrays)
 
-from common.hotpath.kernels import _le_i64, kernel
+from common.hotpath.kernels import _le_i64, inline_kernel, kernel
+
+
+@inline_kernel
+def venue_qty(qty, size_pct, step):
+    """A feed quantity as the venue sees it: scaled to size_pct percent, floored to whole
+    steps (the one place this rule is written in the kernels; common.venues has it for a
+    print in Python)."""
+    return qty * size_pct // 100 // step * step
 
 
 @kernel
@@ -33,7 +41,7 @@ def venue_levels_into(flat, out, price_add, size_pct, step, delta):
     m = 0
     for i in range(0, flat.shape[0] - 1, 2):
         px = flat[i] + price_add
-        qty = flat[i + 1] * size_pct // 100 // step * step
+        qty = venue_qty(flat[i + 1], size_pct, step)
         if px > 0 and (delta or qty > 0):
             out[m] = px
             out[m + 1] = qty
@@ -47,7 +55,7 @@ def _venue_packed_into(buf, out, o, price_add, size_pct, step, delta):
     m = 0
     for off in range(0, len(buf) - 15, 16):
         px = _le_i64(buf, off) + price_add
-        qty = _le_i64(buf, off + 8) * size_pct // 100 // step * step
+        qty = venue_qty(_le_i64(buf, off + 8), size_pct, step)
         if px > 0 and (delta or qty > 0):
             out[o + m] = px
             out[o + m + 1] = qty

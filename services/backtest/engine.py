@@ -77,14 +77,8 @@ def set_fill_model(core: ExecutionCore, fill_model: str) -> None:
         raise ValueError(f"fill model must be one of {', '.join(FILL_MODELS)}, got {fill_model!r}")
     core.venues = {
         name: SimExchange(
-            sim.venue,
-            sim.symbols,
-            sim.maker_fee_bps,
-            sim.taker_fee_bps,
-            sim.order_latency_ns,
-            sim.feed_latency_ns,
-            sim.cancel_latency_ns,
-            fill_model=fill_model,
+            sim.venue, sim.symbols, sim.maker_fee_bps, sim.taker_fee_bps, sim.order_latency_ns,
+            sim.feed_latency_ns, sim.cancel_latency_ns, fill_model=fill_model,
         )  # fmt: skip
         for name, sim in core.venues.items()
     }

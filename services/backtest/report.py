@@ -254,13 +254,8 @@ def build(
         "inventory": inventory,
         "money_scale": sc,
         "units": {
-            "realized_pnl": realized,
-            "gross_pnl": gross,
-            "fees": fees,
-            "volume": volume,
-            "max_drawdown": stats.max_drawdown,
-            "unrealized_pnl": unrealized,
-            "trips_total": trips_total,
+            "realized_pnl": realized, "gross_pnl": gross, "fees": fees, "volume": volume,
+            "max_drawdown": stats.max_drawdown, "unrealized_pnl": unrealized, "trips_total": trips_total,
         },  # fmt: skip
         "strategy_counters": dict(sorted(getattr(strat, "counters", {}).items())),
         "inputs": inputs.accounting(),
@@ -303,11 +298,8 @@ def text(rep: dict[str, Any]) -> str:
     eps = rep["events_per_s"]
     row("Engine", "atomic-mesh cores, in-process sequencer")
     row("Strategy / fills", f"{rep['strategy_model']} / {rep['fill_model']} model")
-    row(
-        "Fees",
-        f"maker {rep['maker_fee_bps']} bps; taker "
-        + ", ".join(f"{k} {v['taker_fee_bps']} bps" for k, v in rep["venues"].items()),
-    )
+    row("Fees", f"maker {rep['maker_fee_bps']} bps; taker " + ", ".join(
+        f"{k} {v['taker_fee_bps']} bps" for k, v in rep["venues"].items()))
     row("Latency", f"order {rep['order_latency_ms']} ms, feed {rep['feed_latency_ms']} ms (event time)")
     row("Input", rep["input"])
     row("Events", f"{rep['events']:,} ({eps:,} evt/s)" if eps else f"{rep['events']:,}")

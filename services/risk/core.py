@@ -116,23 +116,9 @@ R_OPEN_ORDERS = "max_open_orders"
 R_RATE = "rate_limit"
 R_STALE = "stale_intent"
 REASONS = (
-    R_KILL,
-    R_BREAKER,
-    R_DEADMAN,
-    R_UNKNOWN_SYMBOL,
-    R_DUPLICATE,
-    R_TICK,
-    R_LOT,
-    R_MAX_QTY,
-    R_SPREAD,
-    R_POSITION,
-    R_NOTIONAL,
-    R_OPEN_ORDERS,
-    R_RATE,
-    R_STALE,
+    R_KILL, R_BREAKER, R_DEADMAN, R_UNKNOWN_SYMBOL, R_DUPLICATE, R_TICK, R_LOT, R_MAX_QTY,
+    R_SPREAD, R_POSITION, R_NOTIONAL, R_OPEN_ORDERS, R_RATE, R_STALE,
 )
-
-# Operator commands understood here (common.risk_config: the strategy reads the resets too).
 
 # The other body types apply() acts on besides market data; it ignores the rest (its own
 # answers, the router's and execution's orders and cancels, ...).
