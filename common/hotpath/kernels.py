@@ -391,25 +391,31 @@ def _next_level(book, side, i):
 
 
 @kernel
-def _recount(book, side):
-    """Rebuild a side's block counts, level count, best and low from its slots
-    (after the window moved)."""
+def _recount(book, side, lo, hi):
+    """Rebuild a side's block counts, level count, best and low from its slots, given that
+    every level lies in slots [lo, hi] and every block count outside that range's blocks
+    is already 0 (after the window moved): only those blocks are read."""
     w = book[BK_SLOTS]
     q = BK_Q + side * w
     cb = _blocks(book, side)
     n = 0
     best = -1
     low = w
-    for k in range(w >> 6):
-        c = 0
-        for i in range(k << 6, (k + 1) << 6):
-            if book[q + i] != 0:
-                c += 1
-                best = i
-                if low == w:
-                    low = i
-        book[cb + k] = c
-        n += c
+    if lo < 0:
+        lo = 0
+    if hi > w - 1:
+        hi = w - 1
+    if lo <= hi:
+        for k in range(lo >> 6, (hi >> 6) + 1):
+            c = 0
+            for i in range(k << 6, (k + 1) << 6):
+                if book[np.uint64(q + i)] != 0:
+                    c += 1
+                    best = i
+                    if low == w:
+                        low = i
+            book[np.uint64(cb + k)] = c
+            n += c
     book[BK_N + side] = n
     book[BK_BEST + side] = best
     book[BK_LOW + side] = low
@@ -419,25 +425,49 @@ def _recount(book, side):
 def _move_window(book, side, d):
     """Slide a side's window d slots toward better prices (d > 0) or worse
     (d < 0): slot i then holds what slot i + d held. Levels that leave the
-    window are dropped and counted. O(W): only when the best walks out of
-    the middle of the window."""
+    window are dropped and counted. Only when the best walks out of the
+    middle of the window.
+
+    Every level lies in [BK_LOW, BK_BEST] (the invariant _clear_side relies on), so
+    only that range is moved, cleared and recounted, not the whole window: a sparse
+    book (levels dollars apart, or a low bound left far below by levels since removed)
+    made each slide cost two passes over all W slots, and the synthetic market slides a
+    65,536-slot window every few thousand events."""
     w = book[BK_SLOTS]
     q = BK_Q + side * w
-    if d > 0:
-        for i in range(0, d if d < w else w):
-            if book[q + i] != 0:
-                book[BK_DROPPED + side] += 1
-        for i in range(w):
-            book[q + i] = book[q + i + d] if i + d < w else 0
-    else:
-        e = -d
-        for i in range(w - e if e < w else 0, w):
-            if book[q + i] != 0:
-                book[BK_DROPPED + side] += 1
-        for i in range(w - 1, -1, -1):
-            book[q + i] = book[q + i - e] if i >= e else 0
     book[BK_KEY0 + side] += d * book[BK_TICK]
-    _recount(book, side)
+    best = book[BK_BEST + side]
+    if best < 0:  # an empty side holds no level anywhere
+        book[BK_N + side] = 0
+        book[BK_LOW + side] = w
+        return
+    low = book[BK_LOW + side]
+    cb = _blocks(book, side)
+    for k in range(low >> 6, (best >> 6) + 1):
+        book[np.uint64(cb + k)] = 0
+    dropped = 0
+    if d > 0:
+        e = d if d < w else w
+        for i in range(low, e if e <= best else best + 1):  # below the new window
+            if book[np.uint64(q + i)] != 0:
+                dropped += 1
+        for i in range(e if e > low else low, best + 1):
+            book[np.uint64(q + i - e)] = book[np.uint64(q + i)]
+        for i in range(best - e + 1 if best - e + 1 > low else low, best + 1):  # not written over
+            book[np.uint64(q + i)] = 0
+        lo, hi = low - e, best - e
+    else:
+        e = -d if -d < w else w
+        for i in range(w - e if w - e > low else low, best + 1):  # above the new window
+            if book[np.uint64(q + i)] != 0:
+                dropped += 1
+        for i in range(best if best < w - e else w - e - 1, low - 1, -1):
+            book[np.uint64(q + i + e)] = book[np.uint64(q + i)]
+        for i in range(low, low + e if low + e <= best else best + 1):  # not written over
+            book[np.uint64(q + i)] = 0
+        lo, hi = low + e, best + e
+    book[BK_DROPPED + side] += dropped
+    _recount(book, side, lo, hi)
 
 
 @kernel
