@@ -67,7 +67,7 @@ from common.hotpath.dtypes import (
     SIDE_ASK,
     SIDE_BID,
 )
-from common.hotpath.kernels import _on_book, best_px, book_apply_rows, kernel, on_trade
+from common.hotpath.kernels import _le_i64, _on_book, best_px, book_apply_rows, kernel, on_trade
 from common.hotpath.venue import venue_qty
 
 # evs columns
@@ -382,6 +382,208 @@ def _held_quote(state, sv, t):
     if state[S_LIVE_BID] == 0 and state[S_LIVE_ASK] == 0:
         state[S_HAVE_QUOTE] = 0
     return ACT_NONE
+
+
+# ==========================================================================
+# A chunk of (event_ns, body) items, msgpack-encoded as the wire encodes them
+# (common.events: each body a positional array, its tag first), -> evs / flat
+# ==========================================================================
+
+TAG_SNAPSHOT = 1  # common.events' tags of the four market bodies
+TAG_DELTA = 2
+TAG_TRADE = 3
+TAG_BBO = 4
+
+
+@kernel
+def _be(buf, p, n):
+    """The n-byte (n <= 8) big-endian unsigned integer at p, as int64 (wraps for n = 8)."""
+    v = np.int64(0)
+    for k in range(n):
+        v = (v << 8) | np.int64(buf[p + k])
+    return v
+
+
+@kernel
+def _mp_int(buf, p):
+    """(value, next p, ok) of the msgpack integer at p; ok = 0 if p holds no integer or one
+    beyond int64."""
+    b = np.int64(buf[p])
+    if b <= 0x7F:
+        return b, p + 1, 1
+    if b >= 0xE0:
+        return b - 256, p + 1, 1
+    if 0xCC <= b <= 0xCF:  # uint 8 / 16 / 32 / 64
+        n = 1 << (b - 0xCC)
+        v = _be(buf, p + 1, n)
+        return v, p + 1 + n, 0 if n == 8 and v < 0 else 1
+    if 0xD0 <= b <= 0xD3:  # int 8 / 16 / 32 / 64
+        n = 1 << (b - 0xD0)
+        v = _be(buf, p + 1, n)
+        if n < 8 and v >= np.int64(1) << (8 * n - 1):
+            v -= np.int64(1) << (8 * n)
+        return v, p + 1 + n, 1
+    return 0, p, 0
+
+
+@kernel
+def _mp_len(buf, p):
+    """(length, payload start) of the str / bin / array / map header at p; (-1, p) if p holds
+    another kind of value."""
+    b = np.int64(buf[p])
+    if 0x80 <= b <= 0x8F or 0x90 <= b <= 0x9F:  # fixmap / fixarray
+        return b & 0x0F, p + 1
+    if 0xA0 <= b <= 0xBF:  # fixstr
+        return b & 0x1F, p + 1
+    if b == 0xC4 or b == 0xD9:  # bin 8, str 8
+        return _be(buf, p + 1, 1), p + 2
+    if b == 0xC5 or b == 0xDA or b == 0xDC or b == 0xDE:  # bin / str / array / map 16
+        return _be(buf, p + 1, 2), p + 3
+    if b == 0xC6 or b == 0xDB or b == 0xDD or b == 0xDF:  # bin / str / array / map 32
+        return _be(buf, p + 1, 4), p + 5
+    return -1, p
+
+
+@kernel
+def _mp_skip(buf, p):
+    """The position after the msgpack value at p (any kind, nested ones included)."""
+    left = 1
+    while left > 0:
+        left -= 1
+        b = np.int64(buf[p])
+        if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC1 or b == 0xC2 or b == 0xC3:
+            p += 1
+        elif 0x80 <= b <= 0x8F or b == 0xDE or b == 0xDF:  # maps: 2 values an entry
+            n, p = _mp_len(buf, p)
+            left += 2 * n
+        elif 0x90 <= b <= 0x9F or b == 0xDC or b == 0xDD:  # arrays
+            n, p = _mp_len(buf, p)
+            left += n
+        elif 0xA0 <= b <= 0xBF or 0xC4 <= b <= 0xC6 or 0xD9 <= b <= 0xDB:  # str / bin
+            n, p = _mp_len(buf, p)
+            p += n
+        elif 0xC7 <= b <= 0xC9:  # ext 8 / 16 / 32: length, type byte, data
+            n = 1 << (b - 0xC7)
+            p += 2 + n + _be(buf, p + 1, n)
+        elif b == 0xCA:  # float 32
+            p += 5
+        elif b == 0xCB:  # float 64
+            p += 9
+        elif 0xCC <= b <= 0xD3:  # ints
+            p += 1 + (1 << ((b - 0xCC) & 3))
+        else:  # 0xD4..0xD8: fixext 1 / 2 / 4 / 8 / 16
+            p += 2 + (1 << (b - 0xD4))
+    return p
+
+
+@kernel
+def _mp_pos(buf, p):
+    """(value, next p) of the msgpack integer at p if it is in [0, BIG]; value -1 otherwise."""
+    v, q, ok = _mp_int(buf, p)
+    if ok == 0 or v < 0 or v > BIG:
+        return -1, q
+    return v, q
+
+
+@kernel
+def _mp_pairs(buf, p, flat, f):
+    """The bin at p (packed (price, qty) int64 pairs): (pairs, next p, next f), its pairs
+    copied to flat[f:]; pairs -1 if p holds no bin or a torn one."""
+    b = np.int64(buf[p])
+    if b < 0xC4 or b > 0xC6:
+        return -1, p, f
+    n, q = _mp_len(buf, p)
+    if n % 16 != 0:
+        return -1, q + n, f
+    for k in range(n >> 3):
+        flat[f + k] = _le_i64(buf, q + 8 * k)
+    return n >> 4, q + n, f + (n >> 3)
+
+
+@kernel
+def scan_items(buf, sym, evs, flat):
+    """A msgpack array of (event_ns, body) items -> one evs row per item (as market_run reads
+    them; RK_OTHER for an event Engine._one must take: another symbol or body type, a torn
+    level pair, a time, price or qty outside [0, BIG]), each book event's pairs copied into
+    flat. `sym` is the run's symbol as UTF-8 (empty: every event is RK_OTHER). flat holds at
+    least len(buf) // 8 values. Returns the most rows one book event has.
+
+    The items are encoded by msgspec (C) and scanned here: the per-item Python of reading
+    each body's fields cost about as much as the run itself."""
+    n, p = _mp_len(buf, 0)
+    ns_sym = len(sym)
+    f = 0
+    most = 0
+    for i in range(n):
+        end = _mp_skip(buf, p)
+        evs[i, RK_KIND] = RK_OTHER
+        evs[i, RK_TS] = 0
+        for c in range(RK_OFF, RK_COLS):
+            evs[i, c] = 0
+        two, q = _mp_len(buf, p)
+        if two != 2 or ns_sym == 0:
+            p = end
+            continue
+        ts, q = _mp_pos(buf, q)
+        nf, q = _mp_len(buf, q)
+        if ts < 0 or nf < 1:
+            p = end
+            continue
+        tag, q, ok = _mp_int(buf, q)
+        h = np.int64(buf[q])
+        ls, q = _mp_len(buf, q)
+        same = ok == 1 and ls == ns_sym and (0xA0 <= h <= 0xBF or 0xD9 <= h <= 0xDB)  # a str
+        if same:
+            for k in range(ls):
+                if buf[q + k] != sym[k]:
+                    same = False
+                    break
+        if not same:
+            p = end
+            continue
+        q += ls
+        if tag == TAG_TRADE and nf == 6:
+            q = _mp_skip(buf, q)  # trade_id
+            px, q = _mp_pos(buf, q)
+            qty, q = _mp_pos(buf, q)
+            bm = np.int64(buf[q])
+            if px >= 0 and qty >= 0 and (bm == 0xC2 or bm == 0xC3):
+                evs[i, RK_A] = px
+                evs[i, RK_B] = qty
+                evs[i, RK_C] = 1 if bm == 0xC3 else 0
+                evs[i, RK_TS] = ts
+                evs[i, RK_KIND] = RK_TRADE
+        elif (tag == TAG_DELTA and nf == 6) or (tag == TAG_SNAPSHOT and nf == 5):
+            q = _mp_skip(buf, q)  # update_id / first_id
+            if tag == TAG_DELTA:
+                q = _mp_skip(buf, q)  # last_id
+            nb, q, f1 = _mp_pairs(buf, q, flat, f)
+            if nb >= 0:
+                na, q, f2 = _mp_pairs(buf, q, flat, f1)
+                if na >= 0:
+                    evs[i, RK_OFF] = f
+                    evs[i, RK_NB] = nb
+                    evs[i, RK_NA] = na
+                    evs[i, RK_TS] = ts
+                    evs[i, RK_KIND] = RK_DELTA if tag == TAG_DELTA else RK_SNAPSHOT
+                    f = f2
+                    if nb + na > most:
+                        most = nb + na
+        elif tag == TAG_BBO and nf == 7:
+            q = _mp_skip(buf, q)  # update_id
+            bp, q = _mp_pos(buf, q)
+            bq, q = _mp_pos(buf, q)
+            ap, q = _mp_pos(buf, q)
+            aq, q = _mp_pos(buf, q)
+            if bp >= 0 and bq >= 0 and ap >= 0 and aq >= 0:
+                evs[i, RK_A] = bp
+                evs[i, RK_B] = bq
+                evs[i, RK_C] = ap
+                evs[i, RK_D] = aq
+                evs[i, RK_TS] = ts
+                evs[i, RK_KIND] = RK_BBO
+        p = end
+    return most
 
 
 @kernel

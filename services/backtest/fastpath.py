@@ -29,6 +29,7 @@ import itertools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
 from common import events as E
@@ -48,10 +49,16 @@ NEVER = 2**63 - 1
 BIG = K.BIG  # a price or qty above it goes through the cores (their ints are unbounded)
 I64_MIN = -(2**63)
 _KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE: E.Trade, K.RK_BBO: E.BestBidOffer}
-_NO_PAIRS = bytes(16)
+_ENC = msgspec.msgpack.Encoder()
+_UNSCANNED = (-1, None)  # scans as RK_OTHER (a time below 0)
 
 
-_OTHER = (K.RK_OTHER, 0, 0, 0, 0, 0)  # an event Engine._one takes (the kernel reads nothing else of it)
+def _encodes(item: tuple[int, E._Body]) -> bool:
+    try:
+        _ENC.encode(item)
+    except OverflowError:
+        return False
+    return True
 # sv's outputs, zeroed before each kernel call
 _CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS, K.SV_N_HELD)
 
@@ -98,6 +105,9 @@ class MarketRun:
         sv[K.SV_R_DIV] = 1 if d >= 0 else 10 ** (-d)
         self.lv = np.zeros((64, D.LV_COLS), dtype=np.int64)
         self.vlv = np.zeros((64, D.LV_COLS), dtype=np.int64)
+        self._sym = self.symbol.encode()
+        self._evs = np.zeros((CHUNK, K.RK_COLS), dtype=np.int64)
+        self._flat = np.zeros(CHUNK * 8, dtype=np.int64)
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
         self.clocks = 0  # clocks it stamped
 
@@ -139,48 +149,24 @@ class MarketRun:
         return all(sym in sim._books for sim in self.sims)
 
     def _encode(self, chunk: list[tuple[int, E._Body]]) -> tuple[np.ndarray, np.ndarray]:
-        rec = array.array("q")
-        parts: list[bytes] = []
-        off = 0
-        most = 0
-        sym = self.symbol
-        if not self._ready():  # until then every event goes through Engine._one
-            sym = ""
-        for event_ns, body in chunk:
-            if not 0 <= event_ns <= BIG:
-                rec.extend(_OTHER)
-                continue
-            t = type(body)
-            if t is E.Trade:
-                tr: E.Trade = body  # type: ignore[assignment]
-                if tr.symbol == sym and 0 <= tr.price <= BIG and 0 <= tr.qty <= BIG:
-                    rec.extend((K.RK_TRADE, event_ns, tr.price, tr.qty, 1 if tr.buyer_maker else 0, 0))
-                    continue
-            elif t is E.BookDelta or t is E.BookSnapshot:
-                bids, asks = body.bids, body.asks  # type: ignore[union-attr]
-                lb, la = len(bids), len(asks)
-                if body.symbol == sym and not (lb % 16 or la % 16):  # type: ignore[union-attr]
-                    kind = K.RK_DELTA if t is E.BookDelta else K.RK_SNAPSHOT
-                    rec.extend((kind, event_ns, off, lb >> 4, la >> 4, 0))
-                    parts.append(bids)
-                    parts.append(asks)
-                    off += (lb + la) >> 3
-                    if lb + la > most:
-                        most = lb + la
-                    continue
-            elif t is E.BestBidOffer and body.symbol == sym:  # type: ignore[union-attr]
-                b: E.BestBidOffer = body  # type: ignore[assignment]
-                if 0 <= b.bid_px <= BIG and 0 <= b.bid_qty <= BIG and 0 <= b.ask_px <= BIG and 0 <= b.ask_qty <= BIG:
-                    rec.extend((K.RK_BBO, event_ns, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty))
-                    continue
-            rec.extend(_OTHER)
-        rows = most >> 4
+        """The chunk as the kernel's rows: msgpack-encoded by msgspec, scanned by a kernel
+        (K.scan_items), so no Python runs per item. The arrays are reused chunk to chunk."""
+        try:
+            buf = _ENC.encode(chunk)
+        except OverflowError:  # an int beyond msgpack's 64 bits: that item is Engine._one's
+            buf = _ENC.encode([item if _encodes(item) else _UNSCANNED for item in chunk])
+        n = len(chunk)
+        if n > self._evs.shape[0]:
+            self._evs = np.zeros((max(n, 2 * self._evs.shape[0]), K.RK_COLS), dtype=np.int64)
+        need = len(buf) // 8 + 2
+        if need > self._flat.shape[0]:
+            self._flat = np.zeros(max(need, 2 * self._flat.shape[0]), dtype=np.int64)
+        # until every core has its book of the symbol, every event goes through Engine._one
+        rows = K.scan_items(buf, self._sym if self._ready() else b"", self._evs, self._flat)
         if rows > len(self.lv):
             self.lv = np.zeros((max(rows, 2 * len(self.lv)), D.LV_COLS), dtype=np.int64)
             self.vlv = np.zeros_like(self.lv)
-        # Always a read-only view of bytes (never a writable array): one compiled signature.
-        flat = np.frombuffer(b"".join(parts) if parts else _NO_PAIRS, dtype=np.int64)
-        return np.frombuffer(rec, dtype=np.int64).reshape(-1, K.RK_COLS), flat
+        return self._evs, self._flat
 
     # ------------------------------------------------------------ one chunk
     def chunk(self, chunk: list[tuple[int, E._Body]]) -> None:
