@@ -161,7 +161,7 @@ def book_levels(book: np.ndarray, side: int, n: int | None = None) -> list[tuple
 def book_state(book: np.ndarray) -> list[bytes]:
     """A book as plain data for state hashes and snapshots: the header, then per
     side its occupied (slot, qty) pairs, best first -- not the ladder's mostly empty
-    slots (block counts follow from the pairs). Deterministic, but not canonical:
+    slots (block bitmaps follow from the pairs). Deterministic, but not canonical:
     the header holds history (the window's place, the low bound), so two books with
     the same levels can differ, as they can in what they keep next."""
     out = [book[: dtypes.BK_HDR_LEN].tobytes()]
@@ -207,7 +207,7 @@ def book_restore(book: np.ndarray, hdr: np.ndarray, sides: list[tuple[np.ndarray
     for side, (idx, qty) in enumerate(sides):
         book[dtypes.BK_Q + side * w + idx] = qty
         blocks = dtypes.BK_Q + 2 * w + side * (w // BK_BLOCK)
-        np.add.at(book, blocks + idx // BK_BLOCK, 1)
+        np.bitwise_or.at(book, blocks + idx // BK_BLOCK, np.left_shift(np.int64(1), idx % BK_BLOCK))
 
 
 def new_levels(n: int) -> np.ndarray:

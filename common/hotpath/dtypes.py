@@ -64,12 +64,14 @@ MODEL_AS = 1  # Avellaneda-Stoikov, rolling-horizon form
 # --------------------------------------------------------------------------
 # book array: int64 1-D, a price-indexed ladder per side
 #   header (BK_HDR_LEN slots), then side s's W quantity slots at
-#   BK_Q + s*W + i, then side s's W // 64 block counts at
+#   BK_Q + s*W + i, then side s's W // 64 block bitmaps at
 #   BK_Q + 2*W + s*(W // 64) + (i >> 6).
 #   A side's key of a price is px for bids, -px for asks, so on both sides a
 #   better price has a higher key and a higher slot: slot i holds the level at
-#   key book[BK_KEY0 + s] + i * tick (qty 0 = no level there). A block count
-#   is the number of levels in its 64 slots, so walks skip empty blocks.
+#   key book[BK_KEY0 + s] + i * tick (qty 0 = no level there). A block bitmap
+#   has bit (i & 63) set iff slot i holds a level (bit 63 is the int64's sign),
+#   so the walk to the next level below is a highest-set-bit a block, however
+#   far apart the levels are.
 #   book[BK_SLOTS] = W (a multiple of 64), book[BK_TICK] = pipettes per slot.
 #   book[BK_BEST + s]: slot of the best level, -1 when the side is empty.
 #   book[BK_N + s]: levels held; book[BK_LOW + s]: no level sits below this
@@ -87,7 +89,7 @@ BK_LOW = 8  # + side
 BK_DROPPED = 10  # + side
 BK_HDR_LEN = 16
 BK_Q = BK_HDR_LEN
-BK_BLOCK = 64  # slots per block count
+BK_BLOCK = 64  # slots per block bitmap
 
 
 def book_len(slots: int = BOOK_CAP) -> int:

@@ -13,7 +13,9 @@ Contract
   same result: every intermediate is kept inside int64 by clamps or by the
   overflow-safe helpers ``_frac`` / ``_muldiv`` (so numpy scalars in the
   pure-Python twin never wrap), and only ``//``, ``%``, ``>>`` (floor
-  semantics, identical in numba and Python) are used.
+  semantics, identical in numba and Python) are used. (The book's block
+  bitmaps use bit 63 too: they are only shifted, masked and tested, never
+  added to.)
 * Array layouts (book, level rows, params, state, events) are the named
   index constants of ``common.hotpath.dtypes``. Params are assumed constant
   for the life of a state array; ``default_params`` validates them.
@@ -108,6 +110,8 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (kernels take numpy arrays)
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import overload
 
 from common.hotpath.dtypes import (
     ACT_CANCEL_ALL,
@@ -252,6 +256,23 @@ inline_kernel = njit(cache=True, _nrt=False, inline="always") if _HAS_NRT_OPTION
 SMALL_31 = 1 << 31  # two factors below this multiply below I64_SAT = 2**62
 
 
+def _hibit(x):
+    """Index of the highest set bit of an int64 (63 for a negative one), -1 for 0. Plain
+    Python here (what the pure twin runs); compiled code gets the overload below, one
+    count-leading-zeros instruction."""
+    x = int(x)
+    return 63 if x < 0 else x.bit_length() - 1
+
+
+@overload(_hibit, jit_options={"cache": True})
+def _hibit_compiled(x):
+    def impl(x):
+        return 63 - leading_zeros(np.int64(x))
+
+    return impl
+
+
+
 @kernel
 def _frac(a, b, c):
     """floor(a * b / c) for 0 <= a <= c, b >= 0, c > 0, never overflowing.
@@ -336,14 +357,14 @@ def ln_q30(y_q):
 
 @kernel
 def _blocks(book, side):
-    """Index of side's first block count."""
+    """Index of side's first block bitmap."""
     w = book[BK_SLOTS]
     return BK_Q + 2 * w + side * (w >> 6)
 
 
 @kernel
 def _clear_side(book, side):
-    """Empty a side: zero its slots and block counts in [low, best] only."""
+    """Empty a side: zero its slots and block bitmaps in [low, best] only."""
     best = book[BK_BEST + side]
     if best >= 0:
         low = book[BK_LOW + side]
@@ -366,19 +387,22 @@ def book_clear(book):
 
 @kernel
 def _next_below(book, side, i):
-    """Highest slot below i that holds a level, -1 if none."""
-    q = BK_Q + side * book[BK_SLOTS]
+    """Highest slot below i that holds a level, -1 if none: the highest set bit of the
+    block bitmaps at or below slot i - 1, one block (not one slot) a step."""
     cb = _blocks(book, side)
     low = book[BK_LOW + side]
     j = i - 1
-    while j >= low:  # low >= 0: the indices are unsigned (no wraparound test)
-        if book[np.uint64(cb + (j >> 6))] == 0:
-            j = ((j >> 6) << 6) - 1  # an empty block: skip to the top of the one below
-            continue
-        if book[np.uint64(q + j)] != 0:
-            return j
-        j -= 1
-    return -1
+    if j < low:  # low >= 0 and no level lies below it
+        return -1
+    k = j >> 6
+    bits = book[np.uint64(cb + k)] & ~(np.int64(-2) << (j & 63))  # slots <= j of its block (shifts only)
+    stop = low >> 6
+    while bits == 0:
+        if k <= stop:
+            return -1
+        k -= 1
+        bits = book[np.uint64(cb + k)]
+    return (k << 6) + _hibit(bits)
 
 
 @kernel
@@ -392,8 +416,8 @@ def _next_level(book, side, i):
 
 @kernel
 def _recount(book, side, lo, hi):
-    """Rebuild a side's block counts, level count, best and low from its slots, given that
-    every level lies in slots [lo, hi] and every block count outside that range's blocks
+    """Rebuild a side's block bitmaps, level count, best and low from its slots, given that
+    every level lies in slots [lo, hi] and every block bitmap outside that range's blocks
     is already 0 (after the window moved): only those blocks are read."""
     w = book[BK_SLOTS]
     q = BK_Q + side * w
@@ -407,15 +431,15 @@ def _recount(book, side, lo, hi):
         hi = w - 1
     if lo <= hi:
         for k in range(lo >> 6, (hi >> 6) + 1):
-            c = 0
+            bits = np.int64(0)
             for i in range(k << 6, (k + 1) << 6):
                 if book[np.uint64(q + i)] != 0:
-                    c += 1
+                    bits |= np.int64(1) << (i & 63)
+                    n += 1
                     best = i
                     if low == w:
                         low = i
-            book[np.uint64(cb + k)] = c
-            n += c
+            book[np.uint64(cb + k)] = bits
     book[BK_N + side] = n
     book[BK_BEST + side] = best
     book[BK_LOW + side] = low
@@ -493,7 +517,7 @@ def _row(lv, r, tick):
 @inline_kernel
 def _place_run(book, lv, r, end, side, w, tick, bad):
     """Rows r.. of a snapshot while they are for `side` (or rejected), placed into the
-    cleared side with its header in registers (each row a store; block counts added a
+    cleared side with its header in registers (each row a store; block bitmaps set a
     block at a time), the header written back at the end. Returns (next row, rows
     rejected, fail): fail when a row lies above the window its side's first row
     placed (the caller then clears the book and takes the general path)."""
@@ -504,11 +528,11 @@ def _place_run(book, lv, r, end, side, w, tick, bad):
     m = book[BK_N + side]
     q = BK_Q + side * w
     cb = BK_Q + 2 * w + side * (w >> 6)
-    # New levels are counted into the block counts one block at a time (a best-first
-    # snapshot fills a block before it moves to the next): counting each row in memory
+    # New levels are marked in the block bitmaps one block at a time (a best-first
+    # snapshot fills a block before it moves to the next): marking each row in memory
     # chained every row of a block through a store and a load.
     blk = -1
-    cnt = 0
+    bits = np.int64(0)
     fail = 0
     # The header load and the row loop's head are written out as in _side_run: a shared
     # inline helper for them (next row of the run, rejected rows skipped) made both loops
@@ -544,15 +568,15 @@ def _place_run(book, lv, r, end, side, w, tick, bad):
         elif i > hi:
             hi = i
         if (i >> 6) != blk:
-            if cnt != 0:
-                book[np.uint64(cb + blk)] += cnt
+            if bits != 0:
+                book[np.uint64(cb + blk)] |= bits
             blk = i >> 6
-            cnt = 0
-        cnt += 1
+            bits = np.int64(0)
+        bits |= np.int64(1) << (i & 63)
         m += 1
         book[np.uint64(q + i)] = qty
-    if cnt != 0:
-        book[np.uint64(cb + blk)] += cnt
+    if bits != 0:
+        book[np.uint64(cb + blk)] |= bits
     if hi >= 0:
         book[BK_KEY0 + side] = key0
         book[BK_N + side] = m
@@ -596,21 +620,21 @@ def _slot(d, tick):
 
 @kernel
 def _store_level(book, q, cb, i, qty, n, best, low, dirty):
-    """Store qty at slot i (book index q) of a side whose block counts start at cb,
+    """Store qty at slot i (book index q) of a side whose block bitmaps start at cb,
     given the side's level count, best, low bound and best-removed flag in registers;
     returns them updated."""
     old = book[np.uint64(q)]
     book[np.uint64(q)] = qty
     if old == 0:
         if qty > 0:
-            book[np.uint64(cb + (i >> 6))] += 1
+            book[np.uint64(cb + (i >> 6))] |= np.int64(1) << (i & 63)
             n += 1
             if i > best:
                 best = i
             if i < low:
                 low = i
     elif qty == 0:
-        book[np.uint64(cb + (i >> 6))] -= 1
+        book[np.uint64(cb + (i >> 6))] &= ~(np.int64(1) << (i & 63))
         n -= 1
         if i == best:
             dirty = 1
@@ -653,7 +677,7 @@ def _side_run(book, lv, r, end, side, w, tick, bad, dirty):
 @inline_kernel
 def _delta_rows(book, lv, start, end):
     """The common rows of a delta, start..end: each row one store at its slot (and a
-    block count when a level appears or goes). A run of rows for one side (a diff
+    block bit when a level appears or goes). A run of rows for one side (a diff
     lists its bids, then its asks) is applied with that side's header in registers.
     Stops at the first row that needs book_apply_rows' general loop (a row for an
     empty side, or outside its side's window), headers written back. Returns (next
@@ -767,14 +791,14 @@ def book_apply_rows(book, lv, start, n, snapshot):
         book[q] = qty
         if old == 0:
             if qty > 0:
-                book[_blocks(book, side) + (i >> 6)] += 1
+                book[_blocks(book, side) + (i >> 6)] |= np.int64(1) << (i & 63)
                 book[BK_N + side] += 1
                 if i > book[BK_BEST + side]:
                     book[BK_BEST + side] = i
                 if i < book[BK_LOW + side]:
                     book[BK_LOW + side] = i
         elif qty == 0:
-            book[_blocks(book, side) + (i >> 6)] -= 1
+            book[_blocks(book, side) + (i >> 6)] &= ~(np.int64(1) << (i & 63))
             book[BK_N + side] -= 1
             if i == book[BK_BEST + side]:
                 if side == SIDE_BID:

@@ -87,7 +87,7 @@ def call_strict(fn, *args):
 
 def check_ladder(book) -> None:
     """The kernel book's invariants (dtypes' layout), after any kernel call: per side,
-    the level count, block counts, best slot and low bound agree with the slots, no
+    the level count, block bitmaps, best slot and low bound agree with the slots, no
     quantity is negative, and a non-empty side's best sits in the top half of its window."""
     import numpy as np
 
@@ -101,7 +101,8 @@ def check_ladder(book) -> None:
         assert (q >= 0).all()
         assert book[D.BK_N + side] == len(held)
         blocks = book[D.BK_Q + 2 * w + side * (w // D.BK_BLOCK) :][: w // D.BK_BLOCK]
-        assert np.array_equal(blocks, (q.reshape(-1, D.BK_BLOCK) != 0).sum(axis=1))
+        held_bits = (q.reshape(-1, D.BK_BLOCK) != 0).astype(np.uint64) << np.arange(D.BK_BLOCK, dtype=np.uint64)
+        assert np.array_equal(blocks.view(np.uint64), np.bitwise_or.reduce(held_bits, axis=1))
         if len(held):
             assert book[D.BK_BEST + side] == held[-1] and book[D.BK_LOW + side] <= held[0]
             assert held[-1] >= w // 2
