@@ -509,25 +509,26 @@ def scan_items(buf, sym, evs, flat):
     least len(buf) // 8 values. Returns the most rows one book event has.
 
     The items are encoded by msgspec (C) and scanned here: the per-item Python of reading
-    each body's fields cost about as much as the run itself."""
+    each body's fields cost about as much as the run itself. A market body is read once,
+    field by field; only other items are walked by _mp_skip."""
     n, p = _mp_len(buf, 0)
     ns_sym = len(sym)
     f = 0
     most = 0
     for i in range(n):
-        end = _mp_skip(buf, p)
+        start = p
         evs[i, RK_KIND] = RK_OTHER
         evs[i, RK_TS] = 0
         for c in range(RK_OFF, RK_COLS):
             evs[i, c] = 0
         two, q = _mp_len(buf, p)
         if two != 2 or ns_sym == 0:
-            p = end
+            p = _mp_skip(buf, start)
             continue
         ts, q = _mp_pos(buf, q)
         nf, q = _mp_len(buf, q)
         if ts < 0 or nf < 1:
-            p = end
+            p = _mp_skip(buf, start)
             continue
         tag, q, ok = _mp_int(buf, q)
         h = np.int64(buf[q])
@@ -539,7 +540,7 @@ def scan_items(buf, sym, evs, flat):
                     same = False
                     break
         if not same:
-            p = end
+            p = _mp_skip(buf, start)
             continue
         q += ls
         if tag == TAG_TRADE and nf == 6:
@@ -553,6 +554,7 @@ def scan_items(buf, sym, evs, flat):
                 evs[i, RK_C] = 1 if bm == 0xC3 else 0
                 evs[i, RK_TS] = ts
                 evs[i, RK_KIND] = RK_TRADE
+                q += 1
         elif (tag == TAG_DELTA and nf == 6) or (tag == TAG_SNAPSHOT and nf == 5):
             q = _mp_skip(buf, q)  # update_id / first_id
             if tag == TAG_DELTA:
@@ -582,7 +584,8 @@ def scan_items(buf, sym, evs, flat):
                 evs[i, RK_D] = aq
                 evs[i, RK_TS] = ts
                 evs[i, RK_KIND] = RK_BBO
-        p = end
+        # a market body read to its last field ends the item; anything else is skipped whole
+        p = q if evs[i, RK_KIND] != RK_OTHER else _mp_skip(buf, start)
     return most
 
 
