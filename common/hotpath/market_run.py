@@ -593,6 +593,10 @@ def scan_items(buf, sym, evs, flat):
 def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
     """Apply evs[start:end] until a stop (see the module's docstring); returns the index of
     the first event not applied (sv[SV_STOP] says why, sv[SV_ACT] the strategy's action)."""
+    for c in range(SV_DONE, SV_INTERVAL):  # the outputs count from 0 each call
+        sv[c] = 0
+    sv[SV_N_CLOCKS] = 0
+    sv[SV_N_HELD] = 0
     touch = sv[SV_TOUCH]
     i = start
     while i < end:

@@ -59,8 +59,6 @@ def _encodes(item: tuple[int, E._Body]) -> bool:
     except OverflowError:
         return False
     return True
-# sv's outputs, zeroed before each kernel call
-_CLEARED = (*range(K.SV_DONE, K.SV_INTERVAL), K.SV_N_CLOCKS, K.SV_N_HELD)
 
 
 def _int64s(n: int) -> tuple[array.array[int], np.ndarray]:
@@ -214,8 +212,6 @@ class MarketRun:
         sv[K.SV_NEXT_CLOCK] = eng.next_clock
         day = risk.day
         sv[K.SV_DAY_END] = (day + 1) * DAY_NS if day >= 0 else 0
-        for i in _CLEARED:
-            sv[i] = 0
         sv[K.SV_CLOCK_DUE] = self._clock_due()
         strategy = self.strategy
         held = strategy.backoff.get(sym)
@@ -281,7 +277,7 @@ class MarketRun:
         kill_at = risk.kill_base + risk.cfg.max_loss
         vals = (pos, real, cost, equity, other, kill_at, risk.day_base, risk.day_peak, risk.cfg.drawdown_base)
         lim = K.PNL_LIM
-        if not all(-lim <= x <= lim for x in vals):  # every clock is Python's (its ints are unbounded)
+        if min(vals) < -lim or max(vals) > lim:  # every clock is Python's (its ints are unbounded)
             sv[K.SV_CLOCK_DUE] = I64_MIN
             return
         sv[K.SV_R_POS], sv[K.SV_R_REAL], sv[K.SV_R_COST], sv[K.SV_R_EQUITY] = pos, real, cost, equity
