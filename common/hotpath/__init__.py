@@ -196,10 +196,11 @@ def book_restore(book: np.ndarray, hdr: np.ndarray, sides: list[tuple[np.ndarray
         n, best, low = (int(hdr[f + side]) for f in (dtypes.BK_N, dtypes.BK_BEST, dtypes.BK_LOW))
         ok = len(idx) == len(qty) == n and (qty > 0).all() and (qty <= dtypes.QTY_MAX).all()
         ok = ok and len(np.unique(idx)) == n
+        # 0 <= low: a slide and a clear read and write [low, best] of this side only
         if n:
-            ok = ok and 0 <= int(idx.min()) and int(idx.max()) == best < w and low <= int(idx.min())
+            ok = ok and 0 <= low <= int(idx.min()) and int(idx.max()) == best < w
         else:
-            ok = ok and best == -1
+            ok = ok and best == -1 and 0 <= low <= w
         if not ok:
             raise ValueError(f"kernel book side {side}: levels disagree with the header (n={n}, best={best})")
     book[:] = 0

@@ -70,7 +70,7 @@ MODEL_AS = 1  # Avellaneda-Stoikov, rolling-horizon form
 #   better price has a higher key and a higher slot: slot i holds the level at
 #   key book[BK_KEY0 + s] + i * tick (qty 0 = no level there). A block bitmap
 #   has bit (i & 63) set iff slot i holds a level (bit 63 is the int64's sign),
-#   so the walk to the next level below is a highest-set-bit a block, however
+#   so the walk to the next level below is one highest-set-bit per block, however
 #   far apart the levels are.
 #   book[BK_SLOTS] = W (a multiple of 64), book[BK_TICK] = pipettes per slot.
 #   book[BK_BEST + s]: slot of the best level, -1 when the side is empty.

@@ -452,8 +452,9 @@ def _move_window(book, side, d):
     window are dropped and counted. Only when the best walks out of the
     middle of the window.
 
-    Every level lies in [BK_LOW, BK_BEST] (the invariant _clear_side relies on), so
-    only that range is moved, cleared and recounted, not the whole window: a sparse
+    Every level lies in [BK_LOW, BK_BEST], and 0 <= BK_LOW (the invariants _clear_side
+    relies on; book_restore refuses a header that breaks them), so only that range of
+    this side is moved, cleared and recounted, not the whole window: a sparse
     book (levels dollars apart, or a low bound left far below by levels since removed)
     made each slide cost two passes over all W slots, and the synthetic market slides a
     65,536-slot window every few thousand events."""
@@ -716,12 +717,13 @@ def book_apply_rows(book, lv, start, n, snapshot):
 
     A row is one store at its price's slot: no search, no moves. The best
     slot only moves up on an insert above it; removing the best level finds
-    the next one below by a walk that skips empty 64-slot blocks, once per
-    call. Window: the first level of an empty side is placed 3/4 of the way
+    the next one below by a walk over the 64-slot blocks' bitmaps (one
+    highest-set-bit a block), once per call. Window: the first level of an empty side is placed 3/4 of the way
     up its window (room above for better prices, most of it below for
     depth). A better level beyond the top slides the window up so it lands
     there again, and a best that falls into the bottom half slides it down;
-    both are O(W) and rare (the market must move W/4 slots). A level below
+    both move the side's occupied range (at most W slots) and are rare (the
+    market must move W/4 slots). A level below
     the window is not kept (counted in BK_DROPPED); since the best always
     sits in the top half, every level within W/2 slots of it is kept."""
     if snapshot:

@@ -504,7 +504,8 @@ def _mp_pairs(buf, p, flat, f):
 def scan_items(buf, sym, evs, flat):
     """A msgpack array of (event_ns, body) items -> one evs row per item (as market_run reads
     them; RK_OTHER for an event Engine._one must take: another symbol or body type, a torn
-    level pair, a time, price or qty outside [0, BIG]), each book event's pairs copied into
+    level pair, a time, price or qty outside [0, BIG], a trade whose buyer_maker is not a
+    bool), each book event's pairs copied into
     flat. `sym` is the run's symbol as UTF-8 (empty: every event is RK_OTHER). flat holds at
     least len(buf) // 8 values. Returns the most rows one book event has.
 

@@ -51,12 +51,13 @@ I64_MIN = -(2**63)
 _KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE: E.Trade, K.RK_BBO: E.BestBidOffer}
 _ENC = msgspec.msgpack.Encoder()
 _UNSCANNED = (-1, None)  # scans as RK_OTHER (a time below 0)
+_UNENCODABLE = (OverflowError, TypeError, ValueError)
 
 
 def _encodes(item: tuple[int, E._Body]) -> bool:
     try:
         _ENC.encode(item)
-    except OverflowError:
+    except _UNENCODABLE:
         return False
     return True
 
@@ -151,7 +152,9 @@ class MarketRun:
         (K.scan_items), so no Python runs per item. The arrays are reused chunk to chunk."""
         try:
             buf = _ENC.encode(chunk)
-        except OverflowError:  # an int beyond msgpack's 64 bits: that item is Engine._one's
+        except _UNENCODABLE:
+            # An int beyond msgpack's 64 bits (even in an id the kernel never reads), or a
+            # value msgspec has no encoding for: that item is Engine._one's, as per event.
             buf = _ENC.encode([item if _encodes(item) else _UNSCANNED for item in chunk])
         n = len(chunk)
         if n > self._evs.shape[0]:

@@ -20,7 +20,11 @@ BIG = K.BIG
 
 
 def expected(chunk, sym: str):
-    """(rows, flat, most) as the engine's Python encoder made them."""
+    """(rows, flat, most) as the engine's Python encoder made them (f20dbf9's
+    MarketRun._encode), but for two inputs it never met: with the run not ready, every
+    item is RK_OTHER (it matched a body whose symbol was ""), and a time that is not an
+    int is RK_OTHER. (A trade's buyer_maker is always a bool here: the scan also leaves
+    any other value to Python, where the old encoder took its truth.)"""
     rows, flat, most = [], [], 0
     other = [K.RK_OTHER, 0, 0, 0, 0, 0]
     for ns, b in chunk:
