@@ -272,7 +272,6 @@ def _hibit_compiled(x):
     return impl
 
 
-
 @kernel
 def _frac(a, b, c):
     """floor(a * b / c) for 0 <= a <= c, b >= 0, c > 0, never overflowing.

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 CHUNK = 512
 NEVER = 2**63 - 1
-BIG = K.BIG  # a price or qty above it goes through the cores (their ints are unbounded)
 I64_MIN = -(2**63)
 _KIND_TYPE = {K.RK_DELTA: E.BookDelta, K.RK_SNAPSHOT: E.BookSnapshot, K.RK_TRADE: E.Trade, K.RK_BBO: E.BestBidOffer}
 _ENC = msgspec.msgpack.Encoder()
