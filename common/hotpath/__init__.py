@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.hotpath import dtypes
+from common.hotpath import _numba_cache, dtypes
 from common.hotpath.dtypes import (
     BK_BLOCK,
     BOOK_CAP,
@@ -34,6 +34,10 @@ from common.hotpath.dtypes import (
     STATE_LEN,
     VPIN_CAP,
 )
+
+# Before any kernel module is imported (importing one runs this file first): their
+# cache=True decorators pick the directory then.
+_numba_cache.use_digest_cache()
 
 __all__ = [
     "dtypes",

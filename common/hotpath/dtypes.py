@@ -15,9 +15,9 @@ Units used across the hot path
 * Q30 (``Q30_ONE``): fixed point with 30 fractional bits, used only inside
   the deterministic ln() of the Avellaneda-Stoikov spread.
 
-NOTE: numba's on-disk cache (``cache=True``) is keyed on kernels.py, not on
-this module. After changing any constant here, touch kernels.py (or delete
-``common/hotpath/__pycache__``) so the kernels recompile.
+numba's on-disk cache is keyed on a digest of every file of this package
+(``common.hotpath._numba_cache``), so changing a constant here recompiles the
+kernels that read it.
 """
 
 from __future__ import annotations

@@ -110,8 +110,12 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (kernels take numpy arrays)
 from numba import njit
-from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import overload
+
+try:  # numba's count-leading-zeros intrinsic (a module numba calls unsafe, not public)
+    from numba.cpython.unsafe.numbers import leading_zeros
+except ImportError:  # pragma: no cover - depends on the numba installed
+    leading_zeros = None
 
 from common.hotpath.dtypes import (
     ACT_CANCEL_ALL,
@@ -266,10 +270,29 @@ def _hibit(x):
 
 @overload(_hibit, jit_options={"cache": True})
 def _hibit_compiled(x):
-    def impl(x):
-        return 63 - leading_zeros(np.int64(x))
+    if leading_zeros is not None:
 
-    return impl
+        def impl(x):
+            return 63 - leading_zeros(np.int64(x))
+
+        return impl
+
+    return _hibit_halving  # should numba move the intrinsic
+
+
+def _hibit_halving(x):
+    """_hibit in six halving steps, plain and compilable (the fallback above)."""
+    v = np.int64(x)
+    if v < 0:
+        return 63
+    if v == 0:
+        return -1
+    n = 0
+    for s in (32, 16, 8, 4, 2, 1):
+        if v >= np.int64(1) << s:
+            v >>= s
+            n += s
+    return n
 
 
 @kernel

@@ -389,10 +389,13 @@ def _held_quote(state, sv, t):
 # (common.events: each body a positional array, its tag first), -> evs / flat
 # ==========================================================================
 
-TAG_SNAPSHOT = 1  # common.events' tags of the four market bodies
+# common.events' tags of the four market bodies and their fields after the tag (the
+# backtest's fastpath checks both against the events module when it is imported)
+TAG_SNAPSHOT = 1
 TAG_DELTA = 2
 TAG_TRADE = 3
 TAG_BBO = 4
+FIELDS = ((TAG_SNAPSHOT, 4), (TAG_DELTA, 5), (TAG_TRADE, 5), (TAG_BBO, 6))
 
 
 @kernel
@@ -518,10 +521,9 @@ def scan_items(buf, sym, evs, flat):
     most = 0
     for i in range(n):
         start = p
-        evs[i, RK_KIND] = RK_OTHER
-        evs[i, RK_TS] = 0
-        for c in range(RK_OFF, RK_COLS):
+        for c in range(RK_COLS):
             evs[i, c] = 0
+        evs[i, RK_KIND] = RK_OTHER
         two, q = _mp_len(buf, p)
         if two != 2 or ns_sym == 0:
             p = _mp_skip(buf, start)
@@ -544,7 +546,7 @@ def scan_items(buf, sym, evs, flat):
             p = _mp_skip(buf, start)
             continue
         q += ls
-        if tag == TAG_TRADE and nf == 6:
+        if tag == TAG_TRADE and nf == 6:  # nf counts the tag too (see FIELDS)
             q = _mp_skip(buf, q)  # trade_id
             px, q = _mp_pos(buf, q)
             qty, q = _mp_pos(buf, q)

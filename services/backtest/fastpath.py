@@ -53,6 +53,18 @@ _UNSCANNED = (-1, None)  # scans as RK_OTHER (a time below 0)
 _UNENCODABLE = (OverflowError, TypeError, ValueError)
 
 
+def _check_schema() -> None:
+    """scan_items reads the four market bodies by position: their tags and field counts."""
+    bodies = {E.BookSnapshot: K.TAG_SNAPSHOT, E.BookDelta: K.TAG_DELTA, E.Trade: K.TAG_TRADE, E.BestBidOffer: K.TAG_BBO}
+    have = tuple(sorted((bodies[t], len(t.__struct_fields__)) for t in bodies))
+    named = tuple(sorted((t.__struct_config__.tag, len(t.__struct_fields__)) for t in bodies))
+    if have != K.FIELDS or named != K.FIELDS:
+        raise RuntimeError(f"common.events' market bodies {named} no longer match scan_items' {K.FIELDS}")
+
+
+_check_schema()
+
+
 def _encodes(item: tuple[int, E._Body]) -> bool:
     try:
         _ENC.encode(item)

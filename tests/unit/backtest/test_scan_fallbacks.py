@@ -77,3 +77,15 @@ def test_an_id_beyond_64_bits_goes_to_python_and_the_run_agrees():
     slow = run_backtest(cfg, _Items(items), "touch", market_run=False)
     fast = run_backtest(cfg, _Items(items), "touch", market_run=True)
     assert slow.engine.hashes() == fast.engine.hashes()
+
+
+def test_the_scan_refuses_a_market_body_schema_it_does_not_read(monkeypatch) -> None:
+    fastpath._check_schema()  # the events module as it is: accepted
+    moved = tuple((tag, n + 1 if tag == K.TAG_TRADE else n) for tag, n in K.FIELDS)  # a field added to Trade
+    monkeypatch.setattr(K, "FIELDS", moved)
+    try:
+        fastpath._check_schema()
+    except RuntimeError as exc:
+        assert "no longer match" in str(exc)
+    else:
+        raise AssertionError("a changed schema was accepted")
