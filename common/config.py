@@ -197,9 +197,7 @@ class StrategyConfig:
     instances: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if 0 < self.reject_backoff_max_ms < self.reject_backoff_ms or (
-            self.reject_backoff_ms > 0 and self.reject_backoff_max_ms == 0
-        ):
+        if self.reject_backoff_max_ms < self.reject_backoff_ms:
             raise ValueError(
                 f"reject_backoff_max_ms ({self.reject_backoff_max_ms}) must be >= reject_backoff_ms "
                 f"({self.reject_backoff_ms}) (reject_backoff_ms = 0 turns the backoff off)"

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="a name printed in the report title")
     p.add_argument("--per-event", action="store_true",
                    help="apply every event through each core's apply(), not quiet market events in one kernel call "
-                        "(slower; the same report and hashes)")  # fmt: skip
+                        "(slower; the same report, but for its market_run field, and hashes)")  # fmt: skip
     ahead = p.add_mutually_exclusive_group()
     ahead.add_argument("--prefetch", dest="prefetch", action="store_const", const=True,
                        help="read the input in a child process, overlapping the engine (default with 2+ CPUs; "

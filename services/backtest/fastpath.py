@@ -282,12 +282,7 @@ class MarketRun:
             if s == sym:
                 pos, real, cost, equity = p.position, p.net_realized(), p.cost, p.equity()
             else:
-                bid, ask = risk.tops.get(s, (0, 0))
-                if p.position and bid > 0 and ask > 0:
-                    native = p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
-                else:
-                    native = p.equity()
-                other += risk._to_money(native, s)
+                other += risk._to_money(risk.native_pnl(s, p), s)
         kill_at = risk.kill_base + risk.cfg.max_loss
         vals = (pos, real, cost, equity, other, kill_at, risk.day_base, risk.day_peak, risk.cfg.drawdown_base)
         lim = K.PNL_LIM
@@ -325,8 +320,7 @@ class MarketRun:
         for obs in eng.observers:
             obs.market_run(counts, clock)  # type: ignore[attr-defined]
         if sv[K.SV_N_HELD]:
-            c = self.strategy.counters
-            c["held_back"] = c.get("held_back", 0) + sv[K.SV_N_HELD]
+            self.strategy.count_held_back(sv[K.SV_N_HELD])
         risk, router = self.risk, self.router
         if clock > risk.now_ns:
             risk.now_ns = clock

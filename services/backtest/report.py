@@ -268,9 +268,9 @@ def build(
 
 def market_run_view(engine: Any) -> dict[str, Any]:
     """How much of the run the engine's market run kernel applied (services/backtest/fastpath.py)."""
-    m = getattr(engine, "market", None)
+    m = engine.market
     if m is None:
-        return {"off": getattr(engine, "why_per_event", "")}
+        return {"off": engine.why_per_event}
     return {"events": m.applied, "clocks": m.clocks}
 
 

@@ -88,7 +88,7 @@ from collections import deque
 from typing import Any
 
 from common import events as E
-from common.accounting import Account
+from common.accounting import Account, Position
 from common.core import Output, outputs_for
 from common.ladder import LadderBook
 from common.risk_config import CMD_KILL, CMD_RESET_BREAKER, CMD_RESET_KILL, RiskConfig
@@ -223,13 +223,16 @@ class RiskCore:
         """Realized - fees + unrealized at mid, money units, since start (not rebased)."""
         total = 0
         for sym, p in self.account.positions.items():  # a sum of ints: any order
-            bid, ask = self.tops.get(sym, (0, 0))
-            if p.position and bid > 0 and ask > 0:
-                native = p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
-            else:
-                native = p.equity()  # marked at the last fill price
-            total += self._to_money(native, sym)
+            total += self._to_money(self.native_pnl(sym, p), sym)
         return total
+
+    def native_pnl(self, symbol: str, p: Position) -> int:
+        """One position's realized - fees + unrealized at mid, in its notional units (marked
+        at the last fill price while the symbol has no two-sided top)."""
+        bid, ask = self.tops.get(symbol, (0, 0))
+        if p.position and bid > 0 and ask > 0:
+            return p.net_realized() + (p.position * (bid + ask) - 2 * p.cost) // 2
+        return p.equity()
 
     def position(self, symbol: str) -> int:
         p = self.account.positions.get(symbol)

@@ -91,6 +91,15 @@ class SymbolBook:
         self.lv = new_levels(64)  # level-row scratch of book events (grows with the largest event)
 
 
+def _unquote(sb: SymbolBook, side: int) -> None:
+    """The kernel's quote on `side` is no longer live (and with neither side live, no quote
+    is), so it quotes that side again at its next chance. (market_run._held_quote does
+    the same in the market run.)"""
+    sb.state[D.S_LIVE_BID if side == events.BUY else D.S_LIVE_ASK] = 0
+    if sb.state[D.S_LIVE_BID] == 0 and sb.state[D.S_LIVE_ASK] == 0:
+        sb.state[D.S_HAVE_QUOTE] = 0
+
+
 class StrategyCore:
     def __init__(self, cfg: StrategyConfig, symbols: SymbolTable) -> None:
         self.cfg = cfg
@@ -147,9 +156,10 @@ class StrategyCore:
                 self.backoff.clear()  # risk was reset by hand: quote again at once
             return []
         if t is events.RiskApproved:
-            order = self.orders.get(b.order_id)  # type: ignore[union-attr]
-            if order is not None:
-                self._approved(order)
+            if self.backoff:  # (most approvals: no backoff to end)
+                order = self.orders.get(b.order_id)  # type: ignore[union-attr]
+                if order is not None:
+                    self._approved(order)
         elif t is events.RiskRejected:
             order = self.orders.get(b.order_id)  # type: ignore[union-attr]
             if order is not None:
@@ -194,8 +204,8 @@ class StrategyCore:
 
     def _held_back(self, symbol: str, side: int, now: int) -> bool:
         """True while risk's last refusals on this symbol and side ask for a pause."""
-        sides = self.backoff.get(symbol)
-        return bool(sides) and side in sides and now < sides[side][0]  # type: ignore[operator]
+        until = self.backoff.get(symbol, {}).get(side)
+        return until is not None and now < until[0]
 
     def _retire(self, oid: str, leaves: int | None) -> None:
         order = self.orders.get(oid)
@@ -213,11 +223,11 @@ class StrategyCore:
         live = self.live[order.symbol]
         if live.get(order.side) == oid:
             del live[order.side]
-            sb = self.books[order.symbol]
-            slot = D.S_LIVE_BID if order.side == events.BUY else D.S_LIVE_ASK
-            sb.state[slot] = 0
-            if sb.state[D.S_LIVE_BID] == 0 and sb.state[D.S_LIVE_ASK] == 0:
-                sb.state[D.S_HAVE_QUOTE] = 0
+            _unquote(self.books[order.symbol], order.side)
+
+    def count_held_back(self, n: int) -> None:
+        """Quote sides not sent because risk's refusals asked for a pause (also the market run's)."""
+        self.counters["held_back"] = self.counters.get("held_back", 0) + n
 
     # ------------------------------------------------------------ actions -> orders
     def _act(self, ev: events.Sequenced, symbol: str, sb: SymbolBook, act: int) -> list[Output]:
@@ -247,10 +257,8 @@ class StrategyCore:
             if qty > 0 and self.backoff and self._held_back(symbol, side, ev.recv_ns):
                 # Not sent: the kernel's quote on this side is not live, so it quotes again
                 # at its next chance (as after any retired order), and this waits again.
-                sb.state[D.S_LIVE_BID if side == events.BUY else D.S_LIVE_ASK] = 0
-                if sb.state[D.S_LIVE_BID] == 0 and sb.state[D.S_LIVE_ASK] == 0:
-                    sb.state[D.S_HAVE_QUOTE] = 0
-                self.counters["held_back"] = self.counters.get("held_back", 0) + 1
+                _unquote(sb, side)
+                self.count_held_back(1)
                 continue
             if qty > 0:
                 new_id = f"{self.name}.{symbol}.{ev.seq}.{'b' if side == events.BUY else 'a'}"
