@@ -10,6 +10,11 @@ Everything is integer: the random stream is PCG64 (numpy) drawn as uint32
 blocks, exponential inter-arrival times come from a fixed integer quantile
 table, and event time starts at a fixed instant, so the same seed gives the
 same events byte for byte, whatever the pacing.
+
+The model runs compiled (`common/hotpath/synth.py`, draw for draw what the
+Python generator it replaced did: tests/unit/feed/synthetic_oracle.py keeps
+that one as the oracle). This class draws the random blocks, hands the
+kernel its arrays and turns its rows into events, a batch at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from common.events import BookDelta, BookSnapshot, Trade, _Body, pack_pairs
+from common.events import BookDelta, BookSnapshot, Trade, _Body
+from common.hotpath import synth as K
 from common.units import BUILTIN, SymbolSpec
 
 Item = tuple[int, _Body]
@@ -41,235 +47,139 @@ _REGIMES = (
     (2_000_000, 300_000, 250_000, 150, 60),
     (600_000, 350_000, 450_000, 1_200, 150),
 )
-_REGIME_SWITCH_PPM = 600  # per event: a regime lasts ~1,700 events on average
-_BURST_START_PPM = 3_000  # per trade: a burst every ~330 trades
-_BURST_MIN, _BURST_MAX = 25, 60  # informed trades per burst
-_BURST_TRADE_SHARE = 700_000  # trades dominate the event flow during a burst
+# The kernel's own constants: a regime switch per event ~1,700 events apart
+# (K.REGIME_SWITCH_PPM), a burst of K.BURST_MIN-K.BURST_MAX informed trades every ~330
+# trades (K.BURST_START_PPM), trades K.BURST_TRADE_SHARE of events during one.
 # Trade sizes in units of 0.0001 BTC (weights in parentheses-free pairs).
 _TRADE_SIZES = ((1, 30), (5, 20), (10, 15), (20, 12), (50, 10), (100, 6), (250, 4), (1000, 2), (3000, 1))
 
 
-class SyntheticMarket:
-    """Generates `(event_ns, body)` items; `items()` is the whole (infinite) session."""
+BATCH = 1024  # items per kernel call
+_RANDOM_BLOCK = 4096  # uint32 draws per numpy call: the block size fixes nothing but speed
+_LEVEL_BYTES = 16  # a level row: price, qty as little-endian int64s (events.pack_pairs' layout)
+_I64_ROOM = 1 << 62
 
-    def __init__(self, seed: int, symbol: str = "BTCUSDT", levels: int = 20, spec: SymbolSpec | None = None) -> None:
+
+class SyntheticMarket:
+    """Generates `(event_ns, body)` items; `items()` is the whole (infinite) session.
+
+    `now_ns`, `regime_changes` and `bursts` are as of the last item `items()` gave
+    (the kernel runs up to `batch` items ahead); `book()` is the generator's own book,
+    as of the last step it made."""
+
+    def __init__(
+        self, seed: int, symbol: str = "BTCUSDT", levels: int = 20, spec: SymbolSpec | None = None, batch: int = BATCH
+    ) -> None:
         self.spec = spec or BUILTIN[symbol]
         self.symbol = self.spec.symbol
         self.levels = max(1, levels)
+        self.batch = max(1, batch)
+        sp = self.spec
+        qs = sp.qty_scale
+        qmul, qdiv = (10 ** (qs - 8), 1) if qs >= 8 else (10**qs, 10**8)
+        # a queue's product before its division by 4 (depth <= levels), and the largest trade:
+        # both must stay well inside int64, where the Python generator's ints had no bound
+        unit = max(sp.step, 10 ** max(qs - 4, 0))  # 0.0001 BTC
+        biggest = max(60_000_000 * qmul // qdiv * (5 + self.levels), 4 * unit * _TRADE_SIZES[-1][0])
+        start_px = (60_000 * 10**sp.price_scale // sp.tick) * sp.tick  # 60,000.00 in pipettes
+        if biggest >= _I64_ROOM or start_px >= _I64_ROOM or sp.step < 1 or sp.tick < 1:
+            raise ValueError(
+                f"{sp.symbol}: the synthetic market's sizes or prices at qty_scale {qs}, price_scale "
+                f"{sp.price_scale}, {self.levels} levels would leave int64"
+            )
+        st = np.zeros(K.ST_LEN, dtype=np.int64)
+        st[K.ST_NOW] = START_NS
+        st[K.ST_UID] = FIRST_UPDATE_ID
+        st[K.ST_TID] = FIRST_TRADE_ID
+        st[K.ST_REGIME] = NORMAL
+        st[K.ST_LEVELS] = self.levels
+        st[K.ST_TICK] = sp.tick
+        st[K.ST_STEP] = sp.step
+        st[K.ST_QMUL] = qmul
+        st[K.ST_QDIV] = qdiv
+        st[K.ST_START_PX] = start_px
+        st[K.ST_UNIT] = unit
+        st[K.ST_SIZE_TOTAL] = sum(w for _, w in _TRADE_SIZES)
+        self._st = st
+        self._bk = np.zeros((2, self.levels + 2), dtype=np.int64)
+        self._bq = np.zeros_like(self._bk)
+        self._ck = np.zeros((2, 2 * self.levels + 4), dtype=np.int64)
+        self._cq = np.zeros_like(self._ck)
+        self._ev = np.zeros((self.batch + 2, K.EV_COLS), dtype=np.int64)
+        self._lv = np.zeros((max(2 * self._ck.shape[1], 2 * self._bk.shape[1]) * (self.batch + 2), 2), dtype="<i8")
         self._gen = np.random.Generator(np.random.PCG64(seed))
-        self._buf: list[int] = []
-        self.now_ns = START_NS
-        self.update_id = FIRST_UPDATE_ID
-        self.trade_id = FIRST_TRADE_ID
-        self.regime = NORMAL
-        self.regime_changes = 0
-        self.burst_left = 0
-        self.burst_side_buy = True
-        self.bursts = 0
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        # 60,000.00 in pipettes, on the tick grid
-        self._start_px = (60_000 * 10**self.spec.price_scale // self.spec.tick) * self.spec.tick
-        self._size_unit = max(self.spec.step, 10 ** max(self.spec.qty_scale - 4, 0))  # 0.0001 BTC
-        total = sum(w for _, w in _TRADE_SIZES)
-        self._size_total = total
+        self._rnd = np.zeros(0, dtype=np.int64)
+        self._need = K.need_random(self.levels)
+        self._last = (START_NS, 0, 0)  # now_ns, regime changes, bursts as of the last item given
 
-    # ------------------------------------------------------------ integer randomness
-    def _u32(self) -> int:
-        if not self._buf:
-            self._fill()
-        return self._buf.pop()
+    @property
+    def now_ns(self) -> int:
+        return self._last[0]
 
-    def _fill(self) -> None:
-        # In place: _below holds on to the list across the refill.
-        self._buf[:] = self._gen.integers(0, 1 << 32, size=4096, dtype=np.uint64).tolist()[::-1]
+    @property
+    def regime_changes(self) -> int:
+        return self._last[1]
 
-    def _below(self, n: int) -> int:
-        # _u32 inlined: this is the generator's most frequent call (several per event).
-        buf = self._buf
-        if not buf:
-            self._fill()
-        return (buf.pop() * n) >> 32
+    @property
+    def bursts(self) -> int:
+        return self._last[2]
 
-    def _chance(self, ppm: int) -> bool:
-        return self._below(1_000_000) < ppm
+    def book(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(bids, asks) as {price: qty}: the generator's book after the last step it made."""
+        st, bk, bq = self._st, self._bk, self._bq
+        nb, na = int(st[K.ST_N]), int(st[K.ST_N + 1])
+        bids = dict(zip((-bk[0, :nb]).tolist(), bq[0, :nb].tolist(), strict=True))
+        asks = dict(zip(bk[1, :na].tolist(), bq[1, :na].tolist(), strict=True))
+        return bids, asks
 
-    def _exp_ns(self, mean_ns: int) -> int:
-        return max(1, mean_ns * _EXP_Q[self._u32() >> 20] // 1_000_000)
+    def _draw(self) -> None:
+        """Random numbers for at least the next step, the stream continued block by block."""
+        st = self._st
+        left = self._rnd[st[K.ST_RI] : st[K.ST_RN]]
+        parts = [left]
+        n = len(left)
+        while n < max(self._need, _RANDOM_BLOCK):
+            parts.append(self._gen.integers(0, 1 << 32, size=_RANDOM_BLOCK, dtype=np.uint64).astype(np.int64))
+            n += _RANDOM_BLOCK
+        self._rnd = np.concatenate(parts)
+        st[K.ST_RI] = 0
+        st[K.ST_RN] = n
 
-    # ------------------------------------------------------------ book helpers
-    def _queue(self, depth: int) -> int:
-        """A queue size: 0.2-0.6 BTC at the touch, growing ~25% per level, on the step grid."""
-        base = 20_000_000 + self._below(40_000_000)  # atoms at qty_scale 8
-        base = base * 10**self.spec.qty_scale // 10**8
-        q = base * (4 + depth) // 4
-        q -= q % self.spec.step
-        return max(q, self.spec.step)
-
-    def _gap(self) -> int:
-        return (1 + self._below(_REGIMES[self.regime][4])) * self.spec.tick
-
-    def best_bid(self) -> int:
-        return max(self.bids)
-
-    def best_ask(self) -> int:
-        return min(self.asks)
-
-    def _set(self, side: dict[int, int], changed: dict[int, int], px: int, qty: int) -> None:
-        if qty:
-            side[px] = qty
-        else:
-            side.pop(px, None)
-        changed[px] = qty
-
-    def _refill(self, cb: dict[int, int], ca: dict[int, int]) -> None:
-        """Keep exactly `levels` levels a side: trim the far end, extend it with fresh queues."""
-        if len(self.bids) == self.levels and len(self.asks) == self.levels:
-            return  # most events: nothing to trim or extend on either side
-        for side, changed, sign in ((self.bids, cb, -1), (self.asks, ca, 1)):
-            # Most events leave a side at `levels`: then there is nothing to do (and nothing to sort).
-            if len(side) > self.levels:
-                for px in sorted(side, reverse=(sign < 0))[self.levels :]:
-                    self._set(side, changed, px, 0)
-            if len(side) == self.levels:
-                continue
-            if side:  # the far end: the lowest bid, the highest ask
-                far = min(side) if sign < 0 else max(side)
-            else:  # the side emptied (levels == 1): restart it next to the other touch
-                other = self.asks if sign < 0 else self.bids
-                far = (min(other) if sign < 0 else max(other)) if other else self._start_px
-            while len(side) < self.levels:
-                far += sign * self._gap()
-                if far <= 0:
-                    break
-                self._set(side, changed, far, self._queue(len(side)))
-
-    def _delta(self, cb: dict[int, int], ca: dict[int, int]) -> BookDelta | None:
-        if not cb and not ca:
-            return None
-        self.update_id += 1
-        bids = sorted(cb.items(), reverse=True)
-        asks = sorted(ca.items())
-        return BookDelta(self.symbol, self.update_id, self.update_id, pack_pairs(bids), pack_pairs(asks))
-
-    # ------------------------------------------------------------ the session
-    def snapshot(self) -> BookSnapshot:
-        cb: dict[int, int] = {}
-        ca: dict[int, int] = {}
-        self._set(self.bids, cb, self._start_px - self.spec.tick, self._queue(0))
-        self._set(self.asks, ca, self._start_px, self._queue(0))
-        self._refill(cb, ca)
-        bids = sorted(self.bids.items(), reverse=True)
-        asks = sorted(self.asks.items())
-        return BookSnapshot(self.symbol, self.update_id, pack_pairs(bids), pack_pairs(asks))
+    def _run(self) -> tuple[int, int, int]:
+        return K.synth_run(  # type: ignore[no-any-return]
+            self._st, self._bk, self._bq, self._ck, self._cq, self._rnd, _EXP_Q_ARR, _REGIMES_ARR, _SIZES_ARR,
+            self._ev, self._lv, self.batch + 1 if self.batch > 1 else 2,
+        )  # fmt: skip
 
     def items(self) -> Iterator[Item]:
-        yield self.now_ns, self.snapshot()
+        sym, st, w = self.symbol, self._st, _LEVEL_BYTES
         while True:
-            yield from self.step()
+            if st[K.ST_RN] - st[K.ST_RI] < self._need:
+                self._draw()
+            ne, nl, _steps = self._run()
+            rows = self._ev[:ne].tolist()
+            lvb = self._lv[:nl].tobytes()
+            for kind, ts, ident, px, qty, bm, at, nb, na, rchg, bursts in rows:
+                if kind == K.K_DELTA:
+                    mid = (at + nb) * w
+                    body: _Body = BookDelta(sym, ident, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
+                elif kind == K.K_TRADE:
+                    body = Trade(sym, ident, px, qty, bm != 0)
+                else:
+                    mid = (at + nb) * w
+                    body = BookSnapshot(sym, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
+                self._last = (ts, rchg, bursts)
+                yield ts, body
+            err = st[K.ST_ERR]
+            if err == K.ERR_EMPTY_SIDE:  # after the items made before it, as the Python generator raised
+                raise ValueError(f"{sym}: the synthetic market emptied a side of its book ({self.levels} levels)")
+            if err:
+                raise RuntimeError(f"{sym}: the synthetic market's kernel broke its own bounds (error {err})")
 
-    def step(self) -> list[Item]:
-        """One market event: a trade (and the queue it consumed) or a book change."""
-        below = self._below
-        if below(1_000_000) < _REGIME_SWITCH_PPM:  # _chance, inlined: several draws per event
-            self.regime = (self.regime + 1 + below(2)) % 3
-            self.regime_changes += 1
-        mean_ns, trade_ppm, move_ppm, max_jump, _ = _REGIMES[self.regime]
-        if self.burst_left:
-            trade_ppm = _BURST_TRADE_SHARE
-        self.now_ns += self._exp_ns(mean_ns)
-        if below(1_000_000) < trade_ppm:
-            return self._trade()
-        cb: dict[int, int] = {}
-        ca: dict[int, int] = {}
-        if below(1_000_000) < move_ppm:
-            self._move(max_jump, cb, ca)
-        else:
-            self._requote(cb, ca)
-        self._refill(cb, ca)
-        delta = self._delta(cb, ca)
-        return [(self.now_ns, delta)] if delta is not None else []
 
-    def _trade(self) -> list[Item]:
-        if not self.burst_left and self._chance(_BURST_START_PPM):
-            self.burst_left = _BURST_MIN + self._below(_BURST_MAX - _BURST_MIN + 1)
-            self.burst_side_buy = self._below(2) == 0
-            self.bursts += 1
-        if self.burst_left:
-            self.burst_left -= 1
-            buy = self.burst_side_buy
-        else:
-            buy = self._below(2) == 0
-        pick = self._below(self._size_total)
-        units = _TRADE_SIZES[-1][0]
-        for size, w in _TRADE_SIZES:
-            if pick < w:
-                units = size
-                break
-            pick -= w
-        if self.burst_left:
-            units *= 4  # informed flow trades bigger and walks the book
-        side = self.asks if buy else self.bids
-        px = self.best_ask() if buy else self.best_bid()
-        qty = min(units * self._size_unit, side[px])
-        qty -= qty % self.spec.step
-        qty = max(qty, min(self.spec.step, side[px]))
-        self.trade_id += 1
-        trade = Trade(self.symbol, self.trade_id, px, qty, not buy)  # buyer_maker: the aggressor sold
-        cb: dict[int, int] = {}
-        ca: dict[int, int] = {}
-        self._set(side, ca if buy else cb, px, side[px] - qty)
-        self._refill(cb, ca)
-        out: list[Item] = [(self.now_ns, trade)]
-        delta = self._delta(cb, ca)
-        if delta is not None:
-            out.append((self.now_ns, delta))
-        return out
-
-    def _move(self, max_jump: int, cb: dict[int, int], ca: dict[int, int]) -> None:
-        """Shift the touch by a random number of ticks; informed bursts drift their way."""
-        tick = self.spec.tick
-        jump = (1 + self._below(max_jump)) * tick
-        up = self._below(2) == 0
-        if self.burst_left:
-            up = self.burst_side_buy if self._chance(800_000) else not self.burst_side_buy
-        spread = tick * (1 if self._chance(800_000) else 1 + self._below(1 + 4 * (self.regime + 1)))
-        if up:
-            bb = self.best_bid() + jump
-            ba = max(self.best_ask(), bb + spread)
-            ba = bb + spread if ba - bb > spread * 8 else ba
-        else:
-            ba = self.best_ask() - jump
-            bb = min(self.best_bid(), ba - spread)
-            bb = ba - spread if ba - bb > spread * 8 else bb
-        if bb <= 0:
-            return
-        for px in [p for p in self.bids if p > bb]:
-            self._set(self.bids, cb, px, 0)
-        for px in [p for p in self.asks if p < ba]:
-            self._set(self.asks, ca, px, 0)
-        if bb not in self.bids:
-            self._set(self.bids, cb, bb, self._queue(0))
-        if ba not in self.asks:
-            self._set(self.asks, ca, ba, self._queue(0))
-
-    def _requote(self, cb: dict[int, int], ca: dict[int, int]) -> None:
-        """A queue changes size (orders join or cancel), near the touch more often."""
-        buy_side = self._below(2) == 0
-        side, changed = (self.bids, cb) if buy_side else (self.asks, ca)
-        prices = sorted(side, reverse=buy_side)
-        depth = min(self._below(len(prices)), self._below(len(prices)))  # skewed to the touch
-        px = prices[depth]
-        change = self._queue(depth) // (2 + self._below(4))
-        change -= change % self.spec.step
-        if self._below(2) == 0:
-            qty = side[px] + change
-        else:
-            qty = side[px] - change
-            if qty <= 0 and depth == 0:
-                qty = self.spec.step  # never empty the touch by a cancel here
-            qty = max(qty, 0)
-        self._set(side, changed, px, qty)
+_EXP_Q_ARR = np.array(_EXP_Q, dtype=np.int64)
+_REGIMES_ARR = np.array(_REGIMES, dtype=np.int64)
+_SIZES_ARR = np.array(_TRADE_SIZES, dtype=np.int64)
 
 
 def synthetic_items(seed: int, symbol: str = "BTCUSDT", levels: int = 20) -> Iterator[Item]:

@@ -2,7 +2,8 @@
 
 The capture parser memoizes validated price/qty strings per symbol spec and
 parses the common decimal shape without parse_decimal; the packer skips
-numpy; the synthetic market skips sorting when a side is already full. Each
+numpy; the synthetic market (its plain-Python form, now the compiled
+generator's oracle) skips sorting when a side is already full. Each
 test here compares a fast path with the slow one it stands in for (or with
 Decimal), on edge cases and on random input, so a wrong shortcut fails here.
 """
@@ -21,7 +22,7 @@ from common.events import BookDelta, pack_levels, pack_pairs
 from common.units import INT64_MAX, SymbolSpec, SymbolTable, UnitError, parse_decimal
 from services.feed import binance
 from services.feed.binance import Normalizer, Reject
-from services.feed.synthetic import SyntheticMarket
+from tests.unit.feed.synthetic_oracle import SyntheticMarket
 
 pytestmark = pytest.mark.timeout(60)
 
