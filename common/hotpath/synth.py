@@ -52,7 +52,8 @@ ST_UNIT = 20  # trade size unit in atoms (0.0001 BTC)
 ST_SIZE_TOTAL = 21  # sum of the trade size weights
 ST_STARTED = 22  # the snapshot was made
 ST_ERR = 23  # ERR_*: the step that would fail was not made
-ST_LEN = 24
+ST_MADE = 24  # events made, by kind (3: K_SNAPSHOT, K_DELTA, K_TRADE)
+ST_LEN = 27
 
 ERR_EMPTY_SIDE = 1  # a trade, move or requote found a side with no level (the Python one raised)
 ERR_BOUNDS = 2  # a step needed more levels or random numbers than the bounds above allow
@@ -69,7 +70,8 @@ EV_NB = 7
 EV_NA = 8
 EV_RCHG = 9  # regime changes after the step
 EV_BURSTS = 10
-EV_COLS = 11
+EV_MADE = 11  # events made by kind (3), this one included
+EV_COLS = 14
 K_SNAPSHOT, K_DELTA, K_TRADE = 0, 1, 2
 
 # regimes' columns (a (3, 5) table): mean ns between events, trade share ppm, move share ppm,
@@ -266,6 +268,13 @@ def _requote(st, bk, bq, ck, cq, rnd):
 
 
 @kernel
+def _made(st, ev, e, kind):
+    st[ST_MADE + kind] += 1
+    for k in range(3):
+        ev[e, EV_MADE + k] = st[ST_MADE + k]
+
+
+@kernel
 def _emit(st, ev, e, kind, ident, lv, nl, bk, bq, nb, na):
     """Event row e (a book event) with the side arrays' first nb bids and na asks as its levels."""
     ev[e, EV_KIND] = kind
@@ -279,6 +288,7 @@ def _emit(st, ev, e, kind, ident, lv, nl, bk, bq, nb, na):
     ev[e, EV_NA] = na
     ev[e, EV_RCHG] = st[ST_RCHG]
     ev[e, EV_BURSTS] = st[ST_BURSTS]
+    _made(st, ev, e, kind)
     for s in range(2):
         for i in range(nb if s == 0 else na):
             lv[nl, 0] = _px(bk, s, i)
@@ -392,9 +402,125 @@ def synth_run(st, bk, bq, ck, cq, rnd, expq, regimes, sizes, ev, lv, max_ev):
         if made == 1:  # the trade's row: its rest, now the step's book is final
             ev[ne, EV_RCHG] = st[ST_RCHG]
             ev[ne, EV_BURSTS] = st[ST_BURSTS]
+            _made(st, ev, ne, K_TRADE)
             ne += 1
         if st[ST_CN] + st[ST_CN + 1] > 0:
             st[ST_UID] += 1
             nl = _emit(st, ev, ne, K_DELTA, st[ST_UID], lv, nl, ck, cq, st[ST_CN], st[ST_CN + 1])
             ne += 1
     return ne, nl, steps
+
+
+# --------------------------------------------------------------------------
+# msgpack, as msgspec encodes a list of (event_ns, body) items
+# --------------------------------------------------------------------------
+# A body is a tagged array: [tag, symbol, fields...] (common.events; services/feed/synthetic.py
+# checks the three bodies' fields at import, and test_synthetic_kernel.py the bytes against
+# msgspec's). Ints take msgpack's smallest form, as msgspec writes them.
+
+
+def msgpack_bound(events: int, level_rows: int, symbol_len: int) -> int:
+    """Bytes synth_msgpack can write for that many events and level rows, at most."""
+    return 5 + events * (64 + symbol_len) + 16 * level_rows
+
+
+@kernel
+def _w_be(out, p, v, n):
+    for k in range(n):
+        out[p + k] = (v >> (8 * (n - 1 - k))) & 0xFF
+    return p + n
+
+
+@kernel
+def _w_int(out, p, v):
+    if v >= 0:
+        if v < 0x80:
+            out[p] = v
+            return p + 1
+        if v < 0x100:
+            out[p] = 0xCC
+            return _w_be(out, p + 1, v, 1)
+        if v < 0x10000:
+            out[p] = 0xCD
+            return _w_be(out, p + 1, v, 2)
+        if v < 0x100000000:
+            out[p] = 0xCE
+            return _w_be(out, p + 1, v, 4)
+        out[p] = 0xCF
+        return _w_be(out, p + 1, v, 8)
+    if v >= -32:
+        out[p] = v & 0xFF
+        return p + 1
+    if v >= -0x80:
+        out[p] = 0xD0
+        return _w_be(out, p + 1, v, 1)
+    if v >= -0x8000:
+        out[p] = 0xD1
+        return _w_be(out, p + 1, v, 2)
+    if v >= -0x80000000:
+        out[p] = 0xD2
+        return _w_be(out, p + 1, v, 4)
+    out[p] = 0xD3
+    return _w_be(out, p + 1, v, 8)
+
+
+@kernel
+def _w_len(out, p, n, fix, fix_max, c8, c16, c32):
+    """A length header: fix|n below fix_max, else the 8 (if any), 16 or 32-bit form."""
+    if n < fix_max:
+        out[p] = fix | n
+        return p + 1
+    if c8 != 0 and n < 0x100:
+        out[p] = c8
+        return _w_be(out, p + 1, n, 1)
+    if n < 0x10000:
+        out[p] = c16
+        return _w_be(out, p + 1, n, 2)
+    out[p] = c32
+    return _w_be(out, p + 1, n, 4)
+
+
+@kernel
+def _w_levels(out, p, lv, a, n):
+    """Level rows lv[a:a+n] as one bin: little-endian int64 price, qty pairs (events.pack_pairs)."""
+    p = _w_len(out, p, 16 * n, 0, 0, 0xC4, 0xC5, 0xC6)
+    for r in range(a, a + n):
+        for c in range(2):
+            v = lv[r, c]
+            for k in range(8):
+                out[p + k] = (v >> (8 * k)) & 0xFF
+            p += 8
+    return p
+
+
+@kernel
+def synth_msgpack(ev, lv, n, sym, tags, out):
+    """Events ev[:n] as the msgpack of a list of (event_ns, body) items; returns the bytes
+    written to out (msgpack_bound of room; -1 if out is smaller). sym: the symbol's UTF-8 bytes; tags: the bodies'
+    tags by kind (K_SNAPSHOT, K_DELTA, K_TRADE)."""
+    p = _w_len(out, 0, n, 0x90, 16, 0, 0xDC, 0xDD)
+    for e in range(n):
+        kind = ev[e, EV_KIND]
+        if p + 64 + sym.shape[0] + 16 * (ev[e, EV_NB] + ev[e, EV_NA]) > out.shape[0]:
+            return -1  # beyond msgpack_bound: never written past out
+        out[p] = 0x92
+        p = _w_int(out, p + 1, ev[e, EV_TS])
+        out[p] = 0x96 if kind != K_SNAPSHOT else 0x95
+        p = _w_int(out, p + 1, tags[kind])
+        p = _w_len(out, p, sym.shape[0], 0xA0, 32, 0xD9, 0xDA, 0xDB)
+        for k in range(sym.shape[0]):
+            out[p + k] = sym[k]
+        p = _w_int(out, p + sym.shape[0], ev[e, EV_ID])
+        if kind == K_TRADE:
+            p = _w_int(out, p, ev[e, EV_PX])
+            p = _w_int(out, p, ev[e, EV_QTY])
+            out[p] = 0xC3 if ev[e, EV_BM] != 0 else 0xC2
+            p += 1
+            continue
+        if kind == K_DELTA:
+            p = _w_int(out, p, ev[e, EV_ID])  # last_id: one update a delta
+        at = ev[e, EV_LV]
+        nb = ev[e, EV_NB]
+        p = _w_levels(out, p, lv, at, nb)
+        p = _w_levels(out, p, lv, at + nb, ev[e, EV_NA])
+    return p

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import array
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -118,6 +118,7 @@ class MarketRun:
         self._sym = self.symbol.encode()
         self._evs = np.zeros((CHUNK, K.RK_COLS), dtype=np.int64)
         self._flat = np.zeros(CHUNK * 8, dtype=np.int64)
+        self.ready = False  # every core has its book of the symbol (see _rows)
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
         self.clocks = 0  # clocks it stamped
 
@@ -167,14 +168,16 @@ class MarketRun:
             # An int beyond msgpack's 64 bits (even in an id the kernel never reads), or a
             # value msgspec has no encoding for: that item is Engine._one's, as per event.
             buf = _ENC.encode([item if _encodes(item) else _UNSCANNED for item in chunk])
-        n = len(chunk)
+        return self._scan(buf, len(chunk))
+
+    def _scan(self, buf: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for n items msgpack-encoded in buf (an array of (event_ns, body))."""
         if n > self._evs.shape[0]:
             self._evs = np.zeros((max(n, 2 * self._evs.shape[0]), K.RK_COLS), dtype=np.int64)
         need = len(buf) // 8 + 2
         if need > self._flat.shape[0]:
             self._flat = np.zeros(max(need, 2 * self._flat.shape[0]), dtype=np.int64)
-        # until every core has its book of the symbol, every event goes through Engine._one
-        rows = K.scan_items(buf, self._sym if self._ready() else b"", self._evs, self._flat)
+        rows = K.scan_items(buf, self._sym, self._evs, self._flat)
         if rows > len(self.lv):
             self.lv = np.zeros((max(rows, 2 * len(self.lv)), D.LV_COLS), dtype=np.int64)
             self.vlv = np.zeros_like(self.lv)
@@ -182,15 +185,30 @@ class MarketRun:
 
     # ------------------------------------------------------------ one chunk
     def chunk(self, chunk: list[tuple[int, E._Body]]) -> None:
-        eng = self.engine
         evs, flat = self._encode(chunk)
-        n = len(chunk)
+        self._rows(evs, flat, len(chunk), chunk)
+
+    def chunk_raw(self, buf: bytes, decode: Callable[[bytes], list[tuple[int, E._Body]]]) -> int:
+        """A batch already msgpack-encoded (prefetch.Prefetched.batches); returns its item count.
+        Its items are decoded only if some event of it goes through Python."""
+        n = int(K._mp_len(buf, 0)[0])
+        evs, flat = self._scan(buf, n)
+        self._rows(evs, flat, n, _Lazy(buf, decode))
+        return n
+
+    def _rows(self, evs: np.ndarray, flat: np.ndarray, n: int, chunk: _Items) -> None:
+        eng = self.engine
         i = 0
         clocked = -1
         while i < n:
-            if eng.seq == 0 or evs[i, K.RK_KIND] == K.RK_OTHER:
+            if not self.ready or evs[i, K.RK_KIND] == K.RK_OTHER:
                 eng._one(*chunk[i])
                 i += 1
+                # Until every core has its book of the symbol, every event goes through
+                # Engine._one; asked after each, so where the kernel starts does not depend
+                # on how the input was cut into chunks.
+                if not self.ready:
+                    self.ready = eng.seq > 0 and self._ready()
                 continue
             rested = self._load()
             sym = self.symbol
@@ -367,6 +385,37 @@ class MarketRun:
             for o in outs:
                 eng._pending.append((name, o.key, o.event_ns, o.body))
             eng._drain()
+
+
+class _Lazy:
+    """A raw batch's items, decoded on first use (a batch the kernel takes whole never is)."""
+
+    __slots__ = ("buf", "decode", "items")
+
+    def __init__(self, buf: bytes, decode: Callable[[bytes], list[tuple[int, E._Body]]]) -> None:
+        self.buf = buf
+        self.decode = decode
+        self.items: list[tuple[int, E._Body]] | None = None
+
+    def __getitem__(self, i: int) -> tuple[int, E._Body]:
+        if self.items is None:
+            self.items = self.decode(self.buf)
+        return self.items[i]
+
+
+_Items = list[tuple[int, E._Body]] | _Lazy
+
+
+def run_raw(
+    market: MarketRun, batches: Iterable[bytes], decode: Callable[[bytes], list[tuple[int, E._Body]]], progress: object
+) -> int:
+    """Feed msgpack-encoded batches through the market run; returns how many items they held."""
+    n = 0
+    for buf in batches:
+        n += market.chunk_raw(buf, decode)
+        if progress is not None:
+            progress.update(n)  # type: ignore[attr-defined]
+    return n
 
 
 def run(market: MarketRun, items: Iterable[tuple[int, E._Body]], progress: object) -> int:

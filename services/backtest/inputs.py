@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from common import eventlog, events
 from common.config import FeedConfig
 from common.units import SymbolTable
@@ -48,8 +50,22 @@ class Input(abc.ABC):
     def accounting(self) -> dict[str, Any]:
         """Lines read, events accepted, dropped and rejected by reason."""
 
+    def raw_batches(self) -> Iterator[bytes] | None:
+        """The items as msgpack arrays of (event_ns, body), where the input can give them
+        without making the objects (the market run scans the bytes and decodes a batch only
+        when a core needs one of its items); None where it cannot."""
+        return None
+
     def describe(self) -> str:
         return self.name
+
+
+_batch_dec = msgspec.msgpack.Decoder(list[tuple[int, events.Body]])
+
+
+def decode_batch(payload: bytes | memoryview) -> list[Item]:
+    """A raw batch's items."""
+    return _batch_dec.decode(payload)  # type: ignore[no-any-return]
 
 
 class CaptureInput(Input):
@@ -132,6 +148,9 @@ class SyntheticInput(Input):
 
     def items(self) -> Iterator[Item]:
         return limit(self.source.items(), self.n)  # type: ignore[return-value]
+
+    def raw_batches(self) -> Iterator[bytes] | None:
+        return self.source.encoded(self.n)
 
     def accounting(self) -> dict[str, Any]:
         d = self.source.counters().as_dict()

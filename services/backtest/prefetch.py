@@ -5,6 +5,11 @@ feed's Normalizer, or the synthetic generator) is Python too and, run inline,
 costs as much time per event as a core does. `Prefetched(inner)` runs
 `inner.items()` in a forked child and hands the items over a pipe in msgpack
 batches (one msgspec call packs a batch, one unpacks it), so the two overlap.
+`raw_batches()` hands the batches over undecoded: the backtest's market run
+scans their bytes as they are, and decodes a batch only when a core needs
+one of its items (decoding cost about 1.5 us an item, three times what the
+engine then spent on it). An input that makes its own batches
+(`Input.raw_batches`, the synthetic market) sends those as they are.
 
 Nothing about the run changes: the items are the same objects, decoded from
 their own encoding, in the same order (one producer, one FIFO pipe), and the
@@ -25,14 +30,12 @@ from typing import Any
 
 import msgspec
 
-from common import events
-from services.backtest.inputs import Input
+from services.backtest.inputs import Input, decode_batch
 from services.feed.binance import Item
 
 BATCH = 1024  # items per pipe message: large enough to amortize a message, small enough to start at once
 _ITEMS, _DONE, _ERROR = b"I", b"D", b"E"
 _enc = msgspec.msgpack.Encoder()
-_batch_dec = msgspec.msgpack.Decoder(list[tuple[int, events.Body]])
 
 
 def available() -> bool:
@@ -52,7 +55,12 @@ def _produce(inner: Input, recv: Any, conn: Any, batch: int) -> None:
     buf: list[Item] = []
     sending = False  # inside a send: a failure there leaves nothing safe to send after it
     try:
-        for item in inner.items():
+        raw = inner.raw_batches()
+        for payload in raw if raw is not None else ():  # already encoded (and never a partial batch)
+            sending = True
+            conn.send_bytes(_ITEMS + payload)
+            sending = False
+        for item in inner.items() if raw is None else ():
             buf.append(item)
             if len(buf) >= batch:
                 sending = True
@@ -104,6 +112,14 @@ class Prefetched(Input):
         self.process: Any = None  # the last run's child (multiprocessing.Process), for diagnostics
 
     def items(self) -> Iterator[Item]:
+        for payload in self._payloads():
+            yield from decode_batch(payload)
+
+    def raw_batches(self) -> Iterator[bytes]:
+        """The batches as the child sent them, undecoded."""
+        return (bytes(payload) for payload in self._payloads())
+
+    def _payloads(self) -> Iterator[memoryview]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(
@@ -121,7 +137,7 @@ class Prefetched(Input):
                     raise RuntimeError(f"the input process ended without finishing (exit {proc.exitcode})") from None
                 kind, payload = msg[:1], memoryview(msg)[1:]
                 if kind == _ITEMS:
-                    yield from _batch_dec.decode(payload)
+                    yield payload
                 elif kind == _DONE:
                     self._accounting = pickle.loads(payload)
                     return

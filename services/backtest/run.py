@@ -9,7 +9,7 @@ from common.config import MeshConfig
 from common.units import load_symbols
 from services.backtest import report
 from services.backtest.engine import Engine, Progress, warm_up
-from services.backtest.inputs import Input
+from services.backtest.inputs import Input, decode_batch
 
 
 @dataclass
@@ -35,6 +35,11 @@ def run_backtest(
     stats = report.Stats(symbols, money_scale=cfg.risk.pnl_scale)
     engine = Engine(cfg, fill_model=fill_model, observers=[stats], keep_events=keep_events, market_run=market_run)
     bar = Progress(inp.total, enabled=None if progress is None else progress) if progress is not False else None
-    engine.run(inp.items(), bar)
+    make_raw = getattr(inp, "raw_batches", None)  # (an item iterable that is not an Input has none)
+    raw = make_raw() if make_raw is not None else None
+    if raw is not None:  # already msgpack: see Input.raw_batches
+        engine.run_raw(raw, decode_batch, bar)
+    else:
+        engine.run(inp.items(), bar)
     rep = report.build(engine=engine, stats=stats, inputs=inp, fill_model=fill_model, label=label)
     return Result(rep, stats, engine)

@@ -44,32 +44,61 @@ class SyntheticSource(Source):
         self.markets = [
             SyntheticMarket(feed.seed + i, sym, feed.levels, table[sym]) for i, sym in enumerate(feed.symbols)
         ]
-        self._counters = Counters()
+        self._heads: list[Item | None] = [None] * len(self.markets)  # read, not yet given
 
     def items(self) -> Iterator[Item]:
-        c = self._counters
-        accepted, events = c.accepted, c.events
         streams = [m.items() for m in self.markets]
-        heads: list[Item] = [next(s) for s in streams]
+        heads = self._heads
+        for k, s in enumerate(streams):
+            heads[k] = next(s)
         n = len(heads)
+        if n == 1:  # nothing to merge: still one item read ahead, as with several
+            (stream,) = streams
+            for nxt in stream:
+                item = heads[0]
+                heads[0] = nxt
+                yield item  # type: ignore[misc]
+            return
         while True:
             # Merge the symbols' sessions by event time (ties: symbol order): deterministic. A
-            # plain loop, not min() with a key: with one market this is the whole per-item cost.
+            # plain loop, not min() with a key.
             i = 0
-            t = heads[0][0]
+            t = heads[0][0]  # type: ignore[index]
             for k in range(1, n):
-                if heads[k][0] < t:
-                    i, t = k, heads[k][0]
+                if heads[k][0] < t:  # type: ignore[index]
+                    i, t = k, heads[k][0]  # type: ignore[index]
             item = heads[i]
             heads[i] = next(streams[i])
-            c.lines += 1
-            name = type(item[1]).__name__
-            accepted[name] += 1
-            events[name] += 1
-            yield item
+            yield item  # type: ignore[misc]
+
+    def encoded(self, limit: int) -> Iterator[bytes] | None:
+        """items()' first `limit` as msgpack batches (SyntheticMarket.encoded), for one symbol
+        (several are merged item by item: None). Afterwards the next item is held read ahead,
+        as items() holds it, so counters() and extra() say what they say after those items."""
+        if len(self.markets) != 1:
+            return None
+        (m,) = self.markets
+
+        def batches() -> Iterator[bytes]:
+            yield from m.encoded(limit)
+            self._heads[0] = m.ahead
+
+        return batches()
 
     def counters(self) -> Counters:
-        return self._counters
+        """Items given so far: each market's, less the one it holds read ahead. Counted from
+        the markets when asked (per item, two Counter updates cost more than making the item)."""
+        c = Counters()
+        for m, head in zip(self.markets, self._heads, strict=True):
+            made = m.made()
+            if head is not None:
+                made[type(head[1]).__name__] -= 1
+            for name, k in made.items():
+                if k:
+                    c.accepted[name] += k
+                    c.events[name] += k
+                    c.lines += k
+        return c
 
     def extra(self) -> dict[str, Any]:
         return {

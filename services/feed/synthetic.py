@@ -110,19 +110,27 @@ class SyntheticMarket:
         self._gen = np.random.Generator(np.random.PCG64(seed))
         self._rnd = np.zeros(0, dtype=np.int64)
         self._need = K.need_random(self.levels)
-        self._last = (START_NS, 0, 0)  # now_ns, regime changes, bursts as of the last item given
+        self._sym = np.frombuffer(self.symbol.encode(), dtype=np.uint8)
+        self._last = [0] * K.EV_COLS  # the row of the last item given
+        self._last[K.EV_TS] = START_NS
 
     @property
     def now_ns(self) -> int:
-        return self._last[0]
+        return self._last[K.EV_TS]
 
     @property
     def regime_changes(self) -> int:
-        return self._last[1]
+        return self._last[K.EV_RCHG]
 
     @property
     def bursts(self) -> int:
-        return self._last[2]
+        return self._last[K.EV_BURSTS]
+
+    def made(self) -> dict[str, int]:
+        """Items given so far, by body type name."""
+        m = K.EV_MADE
+        last = self._last
+        return {"BookSnapshot": last[m + K.K_SNAPSHOT], "BookDelta": last[m + K.K_DELTA], "Trade": last[m + K.K_TRADE]}
 
     def book(self) -> tuple[dict[int, int], dict[int, int]]:
         """(bids, asks) as {price: qty}: the generator's book after the last step it made."""
@@ -151,35 +159,92 @@ class SyntheticMarket:
             self._ev, self._lv, self.batch + 1 if self.batch > 1 else 2,
         )  # fmt: skip
 
-    def items(self) -> Iterator[Item]:
-        sym, st, w = self.symbol, self._st, _LEVEL_BYTES
+    def _calls(self) -> Iterator[tuple[int, int]]:
+        """Kernel calls, forever: each fills self._ev / self._lv and yields (events, level rows)."""
+        st = self._st
         while True:
             if st[K.ST_RN] - st[K.ST_RI] < self._need:
                 self._draw()
             ne, nl, _steps = self._run()
-            rows = self._ev[:ne].tolist()
-            lvb = self._lv[:nl].tobytes()
-            for kind, ts, ident, px, qty, bm, at, nb, na, rchg, bursts in rows:
-                if kind == K.K_DELTA:
-                    mid = (at + nb) * w
-                    body: _Body = BookDelta(sym, ident, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
-                elif kind == K.K_TRADE:
-                    body = Trade(sym, ident, px, qty, bm != 0)
-                else:
-                    mid = (at + nb) * w
-                    body = BookSnapshot(sym, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
-                self._last = (ts, rchg, bursts)
-                yield ts, body
+            yield ne, nl
             err = st[K.ST_ERR]
             if err == K.ERR_EMPTY_SIDE:  # after the items made before it, as the Python generator raised
-                raise ValueError(f"{sym}: the synthetic market emptied a side of its book ({self.levels} levels)")
+                raise ValueError(
+                    f"{self.symbol}: the synthetic market emptied a side of its book ({self.levels} levels)"
+                )
             if err:
-                raise RuntimeError(f"{sym}: the synthetic market's kernel broke its own bounds (error {err})")
+                raise RuntimeError(f"{self.symbol}: the synthetic market's kernel broke its own bounds (error {err})")
+
+    def _item(self, row: list[int], lvb: bytes) -> Item:
+        kind, ts, ident, px, qty, bm, at, nb, na = row[:9]
+        if kind == K.K_TRADE:
+            return ts, Trade(self.symbol, ident, px, qty, bm != 0)
+        w = _LEVEL_BYTES
+        mid = (at + nb) * w
+        if kind == K.K_DELTA:
+            return ts, BookDelta(self.symbol, ident, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
+        return ts, BookSnapshot(self.symbol, ident, lvb[at * w : mid], lvb[mid : mid + na * w])
+
+    def items(self) -> Iterator[Item]:
+        item = self._item
+        for ne, nl in self._calls():
+            rows = self._ev[:ne].tolist()
+            lvb = self._lv[:nl].tobytes()
+            for row in rows:
+                self._last = row
+                yield item(row, lvb)
+
+    def encoded(self, limit: int) -> Iterator[bytes]:
+        """The first `limit` items as msgpack arrays of (event_ns, body), one per kernel call,
+        byte for byte what msgspec makes of the items() objects, made without them. Then the
+        next item is generated and held in `ahead` (None if the market stopped before it),
+        as a source that reads one item ahead holds it."""
+        self.ahead: Item | None = None
+        out = np.zeros(0, dtype=np.uint8)
+        left = limit
+        calls = self._calls()
+        for ne, nl in calls:
+            take = min(ne, left)
+            if take:
+                room = K.msgpack_bound(take, nl, len(self._sym))
+                if room > len(out):
+                    out = np.zeros(room, dtype=np.uint8)
+                n = K.synth_msgpack(self._ev, self._lv, take, self._sym, _TAGS, out)
+                if n < 0:
+                    raise RuntimeError(f"{self.symbol}: the synthetic market's encoding outgrew its bound")
+                self._last = self._ev[take - 1].tolist()
+                left -= take
+                yield out[:n].tobytes()
+            if left == 0:
+                if take == ne:
+                    ne, nl = next(calls)  # one more call for the item after the last
+                    take = 0
+                row = self._ev[take].tolist()
+                self._last = row
+                self.ahead = self._item(row, self._lv[:nl].tobytes())
+                return
 
 
 _EXP_Q_ARR = np.array(_EXP_Q, dtype=np.int64)
 _REGIMES_ARR = np.array(_REGIMES, dtype=np.int64)
 _SIZES_ARR = np.array(_TRADE_SIZES, dtype=np.int64)
+
+
+def _check_bodies() -> np.ndarray:
+    """synth_msgpack writes the three bodies' fields in this order: their tags, by kind."""
+    want = {
+        BookSnapshot: ("symbol", "update_id", "bids", "asks"),
+        BookDelta: ("symbol", "first_id", "last_id", "bids", "asks"),
+        Trade: ("symbol", "trade_id", "price", "qty", "buyer_maker"),
+    }
+    for t, fields in want.items():
+        if t.__struct_fields__ != fields or not isinstance(t.__struct_config__.tag, int):
+            raise RuntimeError(f"common.events.{t.__name__} is {t.__struct_fields__}; synth_msgpack writes {fields}")
+    tags = [BookSnapshot.__struct_config__.tag, BookDelta.__struct_config__.tag, Trade.__struct_config__.tag]
+    return np.array(tags, dtype=np.int64)  # K_SNAPSHOT, K_DELTA, K_TRADE
+
+
+_TAGS = _check_bodies()
 
 
 def synthetic_items(seed: int, symbol: str = "BTCUSDT", levels: int = 20) -> Iterator[Item]:

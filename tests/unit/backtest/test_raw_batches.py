@@ -1,0 +1,89 @@
+"""Raw batches: an input already in msgpack runs exactly as its items do.
+
+The synthetic market gives its items as msgpack batches made by its kernel
+(Input.raw_batches), and a read-ahead child passes batches on undecoded;
+the market run scans the bytes and decodes a batch only when a core needs
+one of its items. Against the same input given item by item: the same
+report (input accounting and market-run counts included), the same equity
+CSV, fills and core hashes, with the market run and without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from common import config
+from common.units import BUILTIN
+from services.backtest import report
+from services.backtest import run as run_mod
+from services.backtest.inputs import SyntheticInput
+from services.backtest.prefetch import Prefetched, available
+from services.backtest.run import run_backtest
+
+pytestmark = pytest.mark.timeout(300)
+TIMING = {"wall_s", "events_per_s", "sequenced_per_s"}
+CFG = {"risk": {"max_consecutive_losses": 1_000_000}}
+
+
+class _ItemsOnly(SyntheticInput):
+    """The synthetic market without its raw batches: every item made as an object."""
+
+    def raw_batches(self) -> None:
+        return None
+
+
+def _same(a: Any, b: Any, tmp_path: Any) -> None:
+    assert a.report["fills"] > 0  # a run that trades, or the comparison says little
+    assert {k: v for k, v in a.report.items() if k not in TIMING} == {
+        k: v for k, v in b.report.items() if k not in TIMING
+    }
+    assert a.engine.hashes() == b.engine.hashes()
+    assert [vars(f) for f in a.stats.fills] == [vars(f) for f in b.stats.fills]
+    report.write_equity_csv(a.stats, tmp_path / "a.csv")
+    report.write_equity_csv(b.stats, tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+@pytest.mark.parametrize("market_run", [True, False])
+@pytest.mark.parametrize("fill_model", ["queue", "touch"])
+def test_raw_batches_give_the_item_paths_run(fill_model: str, market_run: bool, tmp_path: Any) -> None:
+    cfg = config.from_dict(CFG)
+    feed = cfg.feed
+    items = run_backtest(cfg, _ItemsOnly(9_000, 3, BUILTIN, feed), fill_model, market_run=market_run)
+    raw_in = SyntheticInput(9_000, 3, BUILTIN, feed)
+    assert raw_in.raw_batches() is not None
+    raw = run_backtest(cfg, SyntheticInput(9_000, 3, BUILTIN, feed), fill_model, market_run=market_run)
+    _same(items, raw, tmp_path)
+
+
+@pytest.mark.skipif(not available(), reason="prefetching needs fork")
+def test_read_ahead_raw_batches_give_the_item_paths_run(tmp_path: Any) -> None:
+    cfg = config.from_dict(CFG)
+    items = run_backtest(cfg, _ItemsOnly(9_000, 3, BUILTIN, cfg.feed), "queue")
+    ahead = run_backtest(cfg, Prefetched(SyntheticInput(9_000, 3, BUILTIN, cfg.feed)), "queue")
+    ahead.report["input"] = ahead.report["input"].replace(" (read ahead in a child process)", "")
+    _same(items, ahead, tmp_path)
+
+
+def test_a_batch_is_decoded_only_when_a_core_needs_one_of_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    real = run_mod.decode_batch
+
+    def counting(buf: bytes) -> list:
+        out = real(buf)
+        decoded.append(len(out))
+        return out
+
+    monkeypatch.setattr(run_mod, "decode_batch", counting)
+    cfg = config.load()  # mesh.toml: the strategy acts now and then, not every few hundred events
+    inp = SyntheticInput(200_000, 3, BUILTIN, cfg.feed)
+    batches = sum(1 for _ in SyntheticInput(200_000, 3, BUILTIN, cfg.feed).raw_batches())  # type: ignore[union-attr]
+    res = run_backtest(cfg, inp, "queue")
+    assert res.report["events"] == 200_000
+    # the first batch is (the cores make their books in Python); with mesh.toml the strategy
+    # trades early on, then the loss-streak breaker stops it: most batches never are (44 of 337)
+    assert 1 <= len(decoded) < batches // 4, (len(decoded), batches)
+    mr = res.report["market_run"]
+    assert mr["events"] > 0.95 * 200_000, mr
