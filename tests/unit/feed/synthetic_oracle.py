@@ -2,45 +2,30 @@
 
 This is `services/feed/synthetic.py`'s SyntheticMarket as it was until the
 generator moved into numba (`common/hotpath/synth.py`), unchanged but for
-this docstring: test_synthetic_kernel.py holds the compiled one to it, item
+this docstring, its constants, which it imports, and two helpers factored
+out of `_refill` for the sorting variant: test_synthetic_kernel.py holds the compiled one to it, item
 for item, and test_fast_paths.py's sorting variant derives from it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
 
 from common.events import BookDelta, BookSnapshot, Trade, _Body, pack_pairs
+from common.hotpath.synth import BURST_MAX as _BURST_MAX
+from common.hotpath.synth import BURST_MIN as _BURST_MIN
+from common.hotpath.synth import BURST_START_PPM as _BURST_START_PPM
+from common.hotpath.synth import BURST_TRADE_SHARE as _BURST_TRADE_SHARE
+from common.hotpath.synth import REGIME_SWITCH_PPM as _REGIME_SWITCH_PPM
 from common.units import BUILTIN, SymbolSpec
 
+# The model's data (start time, ids, the exponential quantiles, the regimes, the trade
+# sizes) is the service's: the oracle is its algorithm.
+from services.feed.synthetic import _EXP_Q, _REGIMES, _TRADE_SIZES, FIRST_TRADE_ID, FIRST_UPDATE_ID, NORMAL, START_NS
+
 Item = tuple[int, _Body]
-
-START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
-FIRST_UPDATE_ID = 1_000_000
-FIRST_TRADE_ID = 1
-
-# -ln((i + 0.5) / 4096) in millionths: inverse CDF of Exp(1) at 4096 quantiles.
-# Built once; rounding to integers makes it independent of libm's last bit.
-_EXP_Q = tuple(round(-math.log((i + 0.5) / 4096) * 1_000_000) for i in range(4096))
-
-CALM, NORMAL, VOLATILE = 0, 1, 2
-REGIME_NAMES = ("calm", "normal", "volatile")
-# per regime: mean ns between events, trade share (ppm of events),
-# mid-move share (ppm of non-trade events), max mid jump (ticks), max level gap (ticks)
-_REGIMES = (
-    (4_000_000, 250_000, 150_000, 20, 30),
-    (2_000_000, 300_000, 250_000, 150, 60),
-    (600_000, 350_000, 450_000, 1_200, 150),
-)
-_REGIME_SWITCH_PPM = 600  # per event: a regime lasts ~1,700 events on average
-_BURST_START_PPM = 3_000  # per trade: a burst every ~330 trades
-_BURST_MIN, _BURST_MAX = 25, 60  # informed trades per burst
-_BURST_TRADE_SHARE = 700_000  # trades dominate the event flow during a burst
-# Trade sizes in units of 0.0001 BTC (weights in parentheses-free pairs).
-_TRADE_SIZES = ((1, 30), (5, 20), (10, 15), (20, 12), (50, 10), (100, 6), (250, 4), (1000, 2), (3000, 1))
 
 
 class SyntheticMarket:
@@ -127,16 +112,22 @@ class SyntheticMarket:
                     self._set(side, changed, px, 0)
             if len(side) == self.levels:
                 continue
-            if side:  # the far end: the lowest bid, the highest ask
-                far = min(side) if sign < 0 else max(side)
-            else:  # the side emptied (levels == 1): restart it next to the other touch
-                other = self.asks if sign < 0 else self.bids
-                far = (min(other) if sign < 0 else max(other)) if other else self._start_px
-            while len(side) < self.levels:
-                far += sign * self._gap()
-                if far <= 0:
-                    break
-                self._set(side, changed, far, self._queue(len(side)))
+            # the far end: the lowest bid, the highest ask
+            far = (min(side) if sign < 0 else max(side)) if side else self._restart_far(sign)
+            self._extend(side, changed, sign, far)
+
+    def _restart_far(self, sign: int) -> int:
+        """Where an emptied side (levels == 1) restarts: next to the other touch."""
+        other = self.asks if sign < 0 else self.bids
+        return (min(other) if sign < 0 else max(other)) if other else self._start_px
+
+    def _extend(self, side: dict[int, int], changed: dict[int, int], sign: int, far: int) -> None:
+        """Fresh queues beyond `far` until the side holds `levels` levels (or prices reach 0)."""
+        while len(side) < self.levels:
+            far += sign * self._gap()
+            if far <= 0:
+                break
+            self._set(side, changed, far, self._queue(len(side)))
 
     def _delta(self, cb: dict[int, int], ca: dict[int, int]) -> BookDelta | None:
         if not cb and not ca:

@@ -175,16 +175,7 @@ class _SortingMarket(SyntheticMarket):
             for px in prices[self.levels :]:
                 self._set(side, changed, px, 0)
             prices = prices[: self.levels]
-            if prices:
-                far = prices[-1]
-            else:
-                other = self.asks if sign < 0 else self.bids
-                far = (min(other) if sign < 0 else max(other)) if other else self._start_px
-            while len(side) < self.levels:
-                far += sign * self._gap()
-                if far <= 0:
-                    break
-                self._set(side, changed, far, self._queue(len(side)))
+            self._extend(side, changed, sign, prices[-1] if prices else self._restart_far(sign))
 
     def _delta(self, cb, ca):
         if not cb and not ca:
