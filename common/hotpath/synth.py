@@ -84,7 +84,8 @@ BURST_TRADE_SHARE = 700_000
 DRIFT_PPM = 800_000  # a burst's move goes its way, and a move's spread is one tick, this often
 
 
-def need_random(levels: int) -> int:
+@kernel
+def need_random(levels):
     """Random numbers one step can draw, at most: a handful, plus two per level refilled."""
     return 32 + 4 * levels
 
@@ -370,17 +371,24 @@ def _step(st, bk, bq, ck, cq, rnd, expq, regimes, sizes, ev, e):
 
 @kernel
 def synth_run(st, bk, bq, ck, cq, rnd, expq, regimes, sizes, ev, lv, max_ev):
-    """Generate events into ev / lv from row 0; returns (events, level rows, steps)."""
+    """Generate events into ev / lv from row 0; returns (events, level rows, steps): none,
+    with ST_ERR 0, when fewer than need_random() random numbers are left; ERR_BOUNDS when
+    ev or lv has no room for one step."""
     ne = 0
     nl = 0
     steps = 0
-    need = 32 + 4 * st[ST_LEVELS]  # need_random
+    need = need_random(st[ST_LEVELS])
     room = 2 * ck.shape[1]  # level rows one step can write
     if st[ST_ERR] != 0:
         return 0, 0, 0  # nothing after a refused step
+    if st[ST_RN] - st[ST_RI] < need:
+        return 0, 0, 0  # the caller draws more
+    if max_ev > ev.shape[0]:
+        max_ev = ev.shape[0]
+    if max_ev < 2 or lv.shape[0] < max(room, 2 * bk.shape[1]):
+        st[ST_ERR] = ERR_BOUNDS  # no room for one step: said, rather than returning nothing forever
+        return 0, 0, 0
     if st[ST_STARTED] == 0:
-        if st[ST_RN] - st[ST_RI] < need or max_ev < 1 or lv.shape[0] < 2 * bk.shape[1]:
-            return 0, 0, 0
         st[ST_CN] = 0
         st[ST_CN + 1] = 0
         _set(st, bk, bq, ck, cq, 0, st[ST_START_PX] - st[ST_TICK], _queue(st, rnd, 0))

@@ -268,7 +268,7 @@ class Engine:
         decode: Callable[[bytes], list[tuple[int, E._Body]]],
         progress: Progress | None = None,
     ) -> RunInfo:
-        """As run(), over msgpack-encoded batches of items (prefetch.Prefetched.batches): the
+        """As run(), over msgpack-encoded batches of items (Input.raw_batches): the
         market run scans them undecoded; without one, each batch is decoded and run per event."""
         if self.market is None:
             return self.run((item for buf in batches for item in decode(buf)), progress)

@@ -1,8 +1,9 @@
 """The engine's market run: quiet market events through every core in one kernel call.
 
-`Engine.run` hands its input here in chunks. `MarketRun.chunk` encodes a
-chunk's market events as int64 rows and lets `common.hotpath.market_run`
-apply them to every core's arrays (the strategy's state and book, risk's
+`Engine.run` hands its input here in chunks (`Engine.run_raw`: in msgpack
+batches, see `Input.raw_batches`). `MarketRun.chunk` encodes a chunk's
+market events as int64 rows (`chunk_raw` scans a batch's bytes as they
+are) and lets `common.hotpath.market_run` apply them to every core's arrays (the strategy's state and book, risk's
 and the router's ladders, each simulated venue's ladder and the queue
 ahead of our resting orders) until an event that needs Python: then the
 engine's own per-event path (`Engine._one`) takes that event, exactly as
@@ -189,7 +190,7 @@ class MarketRun:
         self._rows(evs, flat, len(chunk), chunk)
 
     def chunk_raw(self, buf: bytes, decode: Callable[[bytes], list[tuple[int, E._Body]]]) -> int:
-        """A batch already msgpack-encoded (prefetch.Prefetched.batches); returns its item count.
+        """A batch already msgpack-encoded (Input.raw_batches); returns its item count.
         Its items are decoded only if some event of it goes through Python."""
         n = int(K._mp_len(buf, 0)[0])
         evs, flat = self._scan(buf, n)

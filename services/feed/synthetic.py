@@ -82,10 +82,19 @@ class SyntheticMarket:
         unit = max(sp.step, 10 ** max(qs - 4, 0))  # 0.0001 BTC
         biggest = max(60_000_000 * qmul // qdiv * (5 + self.levels), 4 * unit * _TRADE_SIZES[-1][0])
         start_px = (60_000 * 10**sp.price_scale // sp.tick) * sp.tick  # 60,000.00 in pipettes
-        if biggest >= _I64_ROOM or start_px >= _I64_ROOM or sp.step < 1 or sp.tick < 1:
+        # one step moves a price by at most ~1,200 ticks (a jump) plus 150 (a level gap): with
+        # 2**16 ticks of room the int64 products stay exact however the walk goes (far from it)
+        if biggest >= _I64_ROOM or start_px + (1 << 16) * sp.tick >= _I64_ROOM or sp.step < 1 or sp.tick < 1:
             raise ValueError(
                 f"{sp.symbol}: the synthetic market's sizes or prices at qty_scale {qs}, price_scale "
-                f"{sp.price_scale}, {self.levels} levels would leave int64"
+                f"{sp.price_scale}, tick {sp.tick}, {self.levels} levels would leave int64"
+            )
+        if start_px <= sp.tick:
+            # its first bid would sit at a price <= 0, which no event may carry (the Python
+            # generator made such events anyway; typed decoding refuses them)
+            raise ValueError(
+                f"{sp.symbol}: a tick of {sp.tick} leaves no positive price below the synthetic "
+                f"market's start ({start_px})"
             )
         st = np.zeros(K.ST_LEN, dtype=np.int64)
         st[K.ST_NOW] = START_NS
@@ -156,7 +165,7 @@ class SyntheticMarket:
     def _run(self) -> tuple[int, int, int]:
         return K.synth_run(  # type: ignore[no-any-return]
             self._st, self._bk, self._bq, self._ck, self._cq, self._rnd, _EXP_Q_ARR, _REGIMES_ARR, _SIZES_ARR,
-            self._ev, self._lv, self.batch + 1 if self.batch > 1 else 2,
+            self._ev, self._lv, self.batch + 1,
         )  # fmt: skip
 
     def _calls(self) -> Iterator[tuple[int, int]]:
@@ -197,8 +206,11 @@ class SyntheticMarket:
     def encoded(self, limit: int) -> Iterator[bytes]:
         """The first `limit` items as msgpack arrays of (event_ns, body), one per kernel call,
         byte for byte what msgspec makes of the items() objects, made without them. Then the
-        next item is generated and held in `ahead` (None if the market stopped before it),
-        as a source that reads one item ahead holds it."""
+        next item is generated and held in `ahead`, as a source that reads one item ahead
+        holds it (should the market fail making it, the error raises here, as items()
+        raises there)."""
+        if limit < 1:
+            raise ValueError(f"encoded(limit) needs limit >= 1, got {limit}")
         self.ahead: Item | None = None
         out = np.zeros(0, dtype=np.uint8)
         left = limit
@@ -216,8 +228,8 @@ class SyntheticMarket:
                 left -= take
                 yield out[:n].tobytes()
             if left == 0:
-                if take == ne:
-                    ne, nl = next(calls)  # one more call for the item after the last
+                while take == ne:  # one more call for the item after the last (an error raises)
+                    ne, nl = next(calls)
                     take = 0
                 row = self._ev[take].tolist()
                 self._last = row

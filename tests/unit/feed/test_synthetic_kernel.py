@@ -134,9 +134,8 @@ def test_arrays_smaller_than_the_bounds_refuse_the_step_instead_of_writing_past_
         ("BTCUSDT", 20, None),
         ("ETHUSDT", 1, None),
         ("BTCUSDT", 300, None),  # 300 levels: 16-bit bin lengths
-        ("XUSDT", 3, SymbolSpec("XUSDT", price_scale=2, qty_scale=8, tick=10**7, step=1000, base="X", quote="USDT")),
     ],
-)  # fmt: skip  (XUSDT: a tick above the start price puts bids at negative prices: negative ints)
+)
 @pytest.mark.parametrize("limit", [1, 2, 1023, 1024, 1025, 7_000])
 def test_encoded_batches_are_msgspecs_bytes_of_the_items(symbol, levels, spec, limit):
     spec = spec or BUILTIN[symbol]
@@ -156,6 +155,25 @@ def test_encoded_batches_are_msgspecs_bytes_of_the_items(symbol, levels, spec, l
     assert state == (twin.now_ns, twin.regime_changes, twin.bursts, twin.made())
     if limit == 7_000 and symbol == "BTCUSDT":
         assert {type(b).__name__ for _, b in want} == {"BookSnapshot", "BookDelta", "Trade"}
+
+
+@pytest.mark.parametrize(
+    "v",
+    [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1,
+     -1, -32, -33, -128, -129, -32_768, -32_769, -(2**31), -(2**31) - 1, -(2**63)],
+)  # fmt: skip
+def test_every_int_form_is_msgspecs(v):
+    # the generator's events carry positive ints only; the writer is held to every form anyway
+    out = np.zeros(9, dtype=np.uint8)
+    n = K._w_int(out, 0, v)
+    assert out[:n].tobytes() == _enc(v)
+
+
+def test_a_tick_at_or_above_the_start_price_is_refused():
+    # its first bid would be at a price <= 0, which no event may carry
+    spec = SymbolSpec("XUSDT", price_scale=2, qty_scale=8, tick=10**7, step=1000, base="X", quote="USDT")
+    with pytest.raises(ValueError, match="no positive price"):
+        SyntheticMarket(1, "XUSDT", 3, spec)
 
 
 def test_encoding_into_too_small_a_buffer_is_refused():
