@@ -3,15 +3,16 @@
 `Engine.run` hands its input here in chunks (`Engine.run_raw`: in msgpack
 batches, see `Input.raw_batches`). `MarketRun.chunk` encodes a chunk's
 market events as int64 rows (`chunk_raw` scans a batch's bytes as they
-are) and lets `common.hotpath.market_run` apply them to every core's arrays (the strategy's state and book, risk's
-and the router's ladders, each simulated venue's ladder and the queue
-ahead of our resting orders) until an event that needs Python: then the
-engine's own per-event path (`Engine._one`) takes that event, exactly as
-it would have without this module, and the kernel goes on after it. After
-each kernel call the counters it kept (clock, seq, Lamport time, events
-per type, tops, rows rejected, venue counters) are written back into the
-cores and the observers, so every core's state, and so every state hash,
-is what `apply()` event by event gives (tests/unit/backtest/test_fastpath.py
+are) and lets `common.hotpath.market_run` apply them to every core's
+arrays (the strategy's state and book, risk's and the router's ladders,
+each simulated venue's ladder and the queue ahead of our resting orders)
+until an event that needs Python: then the engine's own per-event path
+(`Engine._one`) takes that event, exactly as it would have without this
+module, and the kernel goes on after it. After each kernel call the
+counters it kept (clock, seq, Lamport time, events per type, tops, rows
+rejected, venue counters) are written back into the cores and the
+observers, so every core's state, and so every state hash, is what
+`apply()` event by event gives (tests/unit/backtest/test_fastpath.py
 runs both ways on the capture and the synthetic market and compares
 reports, equity curves and hashes).
 

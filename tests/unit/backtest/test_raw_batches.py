@@ -84,6 +84,7 @@ def test_a_batch_is_decoded_only_when_a_core_needs_one_of_its_items(monkeypatch:
     assert res.report["events"] == 200_000
     # the first batch is (the cores make their books in Python); with mesh.toml the strategy
     # trades early on, then the loss-streak breaker stops it: most batches never are (44 of 337)
-    assert 1 <= len(decoded) < batches // 4, (len(decoded), batches)
+    assert decoded, "the first batch goes through Python, so it is decoded"
+    assert len(decoded) < batches // 4, f"{len(decoded)} of {batches} batches decoded"
     mr = res.report["market_run"]
     assert mr["events"] > 0.95 * 200_000, mr
