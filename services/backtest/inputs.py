@@ -153,8 +153,9 @@ class SyntheticInput(Input):
         return self.source.encoded(self.n)
 
     def accounting(self) -> dict[str, Any]:
-        d = self.source.counters().as_dict()
-        d["settled"] = self.source.counters().settled()
+        c = self.source.counters()  # (counted from the markets on each call)
+        d = c.as_dict()
+        d["settled"] = c.settled()
         d.update(self.source.extra())
         return d
 

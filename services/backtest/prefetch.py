@@ -56,17 +56,19 @@ def _produce(inner: Input, recv: Any, conn: Any, batch: int) -> None:
     sending = False  # inside a send: a failure there leaves nothing safe to send after it
     try:
         raw = inner.raw_batches()
-        for payload in raw if raw is not None else ():  # already encoded (and never a partial batch)
-            sending = True
-            conn.send_bytes(_ITEMS + payload)
-            sending = False
-        for item in inner.items() if raw is None else ():
-            buf.append(item)
-            if len(buf) >= batch:
+        if raw is not None:  # already encoded, whole batches
+            for payload in raw:
                 sending = True
-                conn.send_bytes(_ITEMS + _enc.encode(buf))
+                conn.send_bytes(_ITEMS + payload)
                 sending = False
-                buf.clear()
+        else:
+            for item in inner.items():
+                buf.append(item)
+                if len(buf) >= batch:
+                    sending = True
+                    conn.send_bytes(_ITEMS + _enc.encode(buf))
+                    sending = False
+                    buf.clear()
         sending = True
         if buf:
             conn.send_bytes(_ITEMS + _enc.encode(buf))
