@@ -124,6 +124,7 @@ from common.hotpath.dtypes import (
     AS_TERM_MAX,
     BK_BEST,
     BK_DROPPED,
+    BK_HDR_LEN,
     BK_KEY0,
     BK_LOW,
     BK_N,
@@ -405,6 +406,65 @@ def _clear_side(book, side):
 def book_clear(book):
     _clear_side(book, SIDE_BID)
     _clear_side(book, SIDE_ASK)
+
+
+@kernel
+def book_same(a, b):
+    """1 if ladders a and b hold the same bytes, else 0; reads only the blocks of each side's
+    [low, best] that hold a level, not the window. That suffices under the layout's
+    invariants (a slot holds a level iff its block bitmap's bit is set; no level lies
+    outside [low, best]): equal headers and equal bitmaps leave only the marked blocks'
+    slots to compare. (The backtest's market run applies a book event once to books
+    proven the same here, see common.hotpath.market_run.)"""
+    if a.shape[0] != b.shape[0]:
+        return 0
+    for c in range(BK_HDR_LEN):
+        if a[c] != b[c]:
+            return 0
+    w = a[BK_SLOTS]
+    for side in range(2):
+        best = a[BK_BEST + side]
+        if best < 0:
+            continue
+        q = BK_Q + side * w
+        cb = _blocks(a, side)
+        for k in range(a[BK_LOW + side] >> 6, (best >> 6) + 1):
+            bits = a[np.uint64(cb + k)]
+            if bits != b[np.uint64(cb + k)]:
+                return 0
+            if bits != 0:
+                for i in range(q + (k << 6), q + ((k + 1) << 6)):
+                    if a[np.uint64(i)] != b[np.uint64(i)]:
+                        return 0
+    return 1
+
+
+@kernel
+def book_copy(dst, src):
+    """Make ladder dst the same bytes as src (of the same length): dst's marked blocks are
+    zeroed, src's copied, then the header; the cost is the blocks that hold levels, not the
+    window (under book_same's invariants, which both books keep)."""
+    w = src[BK_SLOTS]
+    for side in range(2):
+        q = BK_Q + side * w
+        cb = _blocks(src, side)
+        best = dst[BK_BEST + side]
+        if best >= 0:
+            for k in range(dst[BK_LOW + side] >> 6, (best >> 6) + 1):
+                if dst[np.uint64(cb + k)] != 0:
+                    dst[np.uint64(cb + k)] = 0
+                    for i in range(q + (k << 6), q + ((k + 1) << 6)):
+                        dst[np.uint64(i)] = 0
+        best = src[BK_BEST + side]
+        if best >= 0:
+            for k in range(src[BK_LOW + side] >> 6, (best >> 6) + 1):
+                bits = src[np.uint64(cb + k)]
+                if bits != 0:
+                    dst[np.uint64(cb + k)] = bits
+                    for i in range(q + (k << 6), q + ((k + 1) << 6)):
+                        dst[np.uint64(i)] = src[np.uint64(i)]
+    for c in range(BK_HDR_LEN):
+        dst[c] = src[c]
 
 
 @kernel

@@ -121,6 +121,7 @@ class MarketRun:
         self._evs = np.zeros((CHUNK, K.RK_COLS), dtype=np.int64)
         self._flat = np.zeros(CHUNK * 8, dtype=np.int64)
         self.ready = False  # every core has its book of the symbol (see _rows)
+        self._shared = (0, 0)  # SV_SHARED of the last kernel call, and eng.seq after it
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
         self.clocks = 0  # clocks it stamped
 
@@ -213,6 +214,8 @@ class MarketRun:
                     self.ready = eng.seq > 0 and self._ready()
                 continue
             rested = self._load()
+            mask, seq = self._shared
+            self._sv[K.SV_SHARE_IN] = mask if seq == eng.seq else 0
             sym = self.symbol
             j = K.market_run(
                 evs, flat, i, n, self.sv, self.sb.state, self.sb.book, self.sb.params, self.lv, self.vlv,
@@ -222,6 +225,9 @@ class MarketRun:
             )  # fmt: skip
             self._store(rested, j - i)
             stop = self._sv[K.SV_STOP]
+            # Its shared books are handed on only to a call before which no event is
+            # sequenced (see SV_SHARE_IN): every change to a book comes from one.
+            self._shared = (self._sv[K.SV_SHARED] if stop == K.STOP_END else 0, eng.seq)
             if stop == K.STOP_ACT:
                 self._act(chunk[j - 1], self._sv[K.SV_ACT])
             elif stop == K.STOP_CLOCK and j > clocked:
