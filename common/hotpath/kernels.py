@@ -410,11 +410,11 @@ def book_clear(book):
 
 @kernel
 def book_same(a, b):
-    """1 if ladders a and b hold the same bytes, else 0; reads only the blocks of each side's
-    [low, best] that hold a level, not the window. That suffices under the layout's
+    """1 if ladders a and b hold the same bytes, else 0; reads only the block words of each
+    side's [low, best] and the slots they mark, not the window. That suffices under the layout's
     invariants (a slot holds a level iff its block bitmap's bit is set; no level lies
-    outside [low, best]): equal headers and equal bitmaps leave only the marked blocks'
-    slots to compare. (The backtest's market run applies a book event once to books
+    outside [low, best]): equal headers and equal bitmaps leave only the marked slots to
+    compare. (The backtest's market run applies a book event once to books
     proven the same here, see common.hotpath.market_run.)"""
     if a.shape[0] != b.shape[0]:
         return 0
@@ -432,18 +432,20 @@ def book_same(a, b):
             bits = a[np.uint64(cb + k)]
             if bits != b[np.uint64(cb + k)]:
                 return 0
-            if bits != 0:
-                for i in range(q + (k << 6), q + ((k + 1) << 6)):
-                    if a[np.uint64(i)] != b[np.uint64(i)]:
-                        return 0
+            i0 = q + (k << 6)
+            while bits != 0:  # the marked slots only: far from the touch a block holds few
+                j = _hibit(bits)
+                if a[np.uint64(i0 + j)] != b[np.uint64(i0 + j)]:
+                    return 0
+                bits ^= np.int64(1) << j
     return 1
 
 
 @kernel
 def book_copy(dst, src):
-    """Make ladder dst the same bytes as src (of the same length): dst's marked blocks are
-    zeroed, src's copied, then the header; the cost is the blocks that hold levels, not the
-    window (under book_same's invariants, which both books keep)."""
+    """Make ladder dst the same bytes as src (of the same length): dst's marked slots are
+    zeroed, src's copied, then the header; the cost is the levels and the block words of
+    [low, best], not the window (under book_same's invariants, which both books keep)."""
     w = src[BK_SLOTS]
     for side in range(2):
         q = BK_Q + side * w
@@ -451,18 +453,23 @@ def book_copy(dst, src):
         best = dst[BK_BEST + side]
         if best >= 0:
             for k in range(dst[BK_LOW + side] >> 6, (best >> 6) + 1):
-                if dst[np.uint64(cb + k)] != 0:
-                    dst[np.uint64(cb + k)] = 0
-                    for i in range(q + (k << 6), q + ((k + 1) << 6)):
-                        dst[np.uint64(i)] = 0
+                bits = dst[np.uint64(cb + k)]
+                dst[np.uint64(cb + k)] = 0
+                i0 = q + (k << 6)
+                while bits != 0:
+                    j = _hibit(bits)
+                    dst[np.uint64(i0 + j)] = 0
+                    bits ^= np.int64(1) << j
         best = src[BK_BEST + side]
         if best >= 0:
             for k in range(src[BK_LOW + side] >> 6, (best >> 6) + 1):
                 bits = src[np.uint64(cb + k)]
-                if bits != 0:
-                    dst[np.uint64(cb + k)] = bits
-                    for i in range(q + (k << 6), q + ((k + 1) << 6)):
-                        dst[np.uint64(i)] = src[np.uint64(i)]
+                dst[np.uint64(cb + k)] = bits
+                i0 = q + (k << 6)
+                while bits != 0:
+                    j = _hibit(bits)
+                    dst[np.uint64(i0 + j)] = src[np.uint64(i0 + j)]
+                    bits ^= np.int64(1) << j
     for c in range(BK_HDR_LEN):
         dst[c] = src[c]
 

@@ -52,7 +52,10 @@ import numpy as np  # noqa: F401  (kernels take numpy arrays)
 from common.hotpath.dtypes import (
     ACT_NONE,
     ACT_QUOTE,
+    BK_BEST,
     BK_KEY0,
+    BK_LOW,
+    BK_N,
     BK_Q,
     BK_SLOTS,
     BK_TICK,
@@ -136,19 +139,21 @@ STOP_VENUE = 3  # before an event a venue must handle in Python
 STOP_ACT = 4  # after an event on which the strategy acted
 
 # Shared books (SV_SHARED bits): risk's, the router's, venue v's (SH_VENUE << v). Every core's
-# ladder gets the same rows, so books that are the same bytes stay the same: after
-# SHARE_AFTER events of a call the run compares each with the strategy's (book_same), applies
-# later book events to the strategy's alone, and at its end copies that one over the shared
-# ones (book_copy). The compare and the copy read only the blocks holding levels; the
-# 64-event wait keeps them off the short runs between orders, where they would cost more
-# than the applies they save (on the synthetic market each saved apply is about 30 ns).
+# ladder gets the same rows, so books that are the same bytes stay the same: some events into
+# a call (_share_at) the run compares each with the strategy's (book_same), applies later
+# book events to the strategy's alone, and at its end copies that one over the shared ones
+# (book_copy). The compare and the copy cost about 2 ns per level and per block word of
+# [low, best] (a book), a saved apply about 15 ns (measured on the synthetic market and the
+# capture), so the run waits until the applies it has made could have paid for them, as a
+# ski rental does: a short run between orders is never charged more than twice its cost.
 # A call that follows one that ran to the end of its events, with nothing run between
 # (the next batch), is given that call's bits (SV_SHARE_IN): its books were copied then
 # and nothing has touched them since, so it shares from its first event, uncompared.
 SH_RISK = 1
 SH_ROUTER = 2
 SH_VENUE = 4
-SHARE_AFTER = 64
+SHARE_UNITS_PER_EVENT = 8  # levels + block words of compare and copy a saved apply pays for
+SHARE_AFTER = 16  # the least wait: a call's first events are often the only ones
 
 # vcfg columns
 VC_ADD = 0  # price shift, pipettes
@@ -614,6 +619,16 @@ def scan_items(buf, sym, evs, flat):
 
 
 @kernel
+def _share_at(book):
+    """How many events into a call the books are compared (see SHARE_UNITS_PER_EVENT)."""
+    units = book[BK_N] + book[BK_N + 1]
+    for side in range(2):
+        if book[BK_BEST + side] >= 0:
+            units += ((book[BK_BEST + side] - book[BK_LOW + side]) >> 6) + 1
+    return SHARE_AFTER + units // SHARE_UNITS_PER_EVENT
+
+
+@kernel
 def _share(book, rbook, obook, vbooks, vcfg):
     """SV_SHARED's bits: the books that are the same bytes as the strategy's."""
     m = 0
@@ -654,6 +669,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
     touch = sv[SV_TOUCH]
     shared = sv[SV_SHARE_IN]
     sv[SV_SHARED] = shared
+    share_at = _share_at(book) if shared == 0 else -1
     i = start
     while i < end:
         k = evs[i, RK_KIND]
@@ -673,7 +689,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
         if _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch, book, shared) != 0:
             sv[SV_STOP] = STOP_VENUE
             return i
-        if sv[SV_DONE] == SHARE_AFTER and shared == 0:
+        if sv[SV_DONE] == share_at:
             shared = _share(book, rbook, obook, vbooks, vcfg)
             sv[SV_SHARED] = shared
         sv[SV_CLOCK] = t

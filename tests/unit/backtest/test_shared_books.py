@@ -52,7 +52,7 @@ def test_shared_books_give_the_per_event_run(monkeypatch: pytest.MonkeyPatch, fi
     assert fast.report["fills"] > 20
     assert_same(slow, fast)
     shared = sum(c["done"] for c in calls if c["shared"] & SHARED_A == SHARED_A)
-    # (the short runs between a trading strategy's orders stop before SHARE_AFTER: unshared)
+    # (the short runs between a trading strategy's orders end before _share_at: unshared)
     assert shared > 0.4 * fast.report["events"], (shared, len(calls))
     assert not any(c["shared"] & SIM_B for c in calls)
 
@@ -119,12 +119,12 @@ def test_the_queue_ahead_of_an_order_on_a_shared_venue(monkeypatch: pytest.Monke
     items = prefix()
     t = items[-1][0] + MS
     items.append((t, inject("BUY", MID - 10, 2_000, "q1")))
-    items += filler(t + MS, K.SHARE_AFTER + 40)
+    items += filler(t + MS, 200)  # (the run compares the books some tens of events in: _share_at)
     t = items[-1][0] + MS
     items.append((t, E.BookDelta(SYM, 9_000, 9_000, E.pack_levels([(MID - 10, 1_000)]), b"")))
     items += filler(t + MS, 20)
     items.append((items[-1][0] + MS, E.Trade(SYM, 77, MID - 10, 1_500, True)))
     over = QUIET | {"router": {"venues": [{"name": "sim-a", "fee_bps": 10}]}}
-    slow, _ = compare(over, items, "queue", min_applied=K.SHARE_AFTER + 40)
+    slow, _ = compare(over, items, "queue", min_applied=200)
     assert [(f.qty, f.price) for f in slow.stats.fills] == [(500, MID - 10)]
     assert any(c["nrest"] == [1] and c["shared"] & K.SH_VENUE for c in calls)
