@@ -445,7 +445,10 @@ def book_same(a, b):
 def book_copy(dst, src):
     """Make ladder dst the same bytes as src (of the same length): dst's marked slots are
     zeroed, src's copied, then the header; the cost is the levels and the block words of
-    [low, best], not the window (under book_same's invariants, which both books keep)."""
+    [low, best], not the window (under book_same's invariants, which both books keep).
+    Onto itself it does nothing (zeroing dst would zero the source)."""
+    if dst.ctypes.data == src.ctypes.data:
+        return
     w = src[BK_SLOTS]
     for side in range(2):
         q = BK_Q + side * w

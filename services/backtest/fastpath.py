@@ -240,6 +240,11 @@ class MarketRun:
                 j += 1
             i = j
 
+    def unshare(self) -> None:
+        """Hand no shared books to the next kernel call: between runs a book may change with no
+        event sequenced (a core's state loaded, a tool's write)."""
+        self._shared = (0, 0)
+
     def _grow_rest(self, cap: int) -> None:
         self.rest_cap = cap
         self._rs, rest = _int64s(len(self.sims) * cap * K.RS_COLS)
@@ -419,6 +424,7 @@ def run_raw(
 ) -> int:
     """Feed msgpack-encoded batches through the market run; returns how many items they held."""
     n = 0
+    market.unshare()
     for buf in batches:
         n += market.chunk_raw(buf, decode)
         if progress is not None:
@@ -430,6 +436,7 @@ def run(market: MarketRun, items: Iterable[tuple[int, E._Body]], progress: objec
     """Feed `items` through the market run in chunks; returns how many there were."""
     it = iter(items)
     n = 0
+    market.unshare()
     while True:
         chunk = list(itertools.islice(it, CHUNK))
         if not chunk:

@@ -27,12 +27,13 @@ batch = st.tuples(st.lists(row, max_size=12), st.integers(0, 9))  # 0: a snapsho
 history = st.lists(batch, max_size=25)
 
 
-def _drive(kernels, book: np.ndarray, batches, shift: int = 0) -> np.ndarray:
+def _drive(kernels, book: np.ndarray, batches) -> np.ndarray:
+    """Bids at 1..400, asks at 401..800 (times the book's tick): on 64- and 128-slot windows
+    these slide the window both ways and drop levels."""
+    tick = int(book[D.BK_TICK])
     for rows, kind in batches:
-        # bids at or below 400 + shift, asks above: a walking shift slides the window
-        lv = np.array([(s, p + shift if s == BID else p + 400 + shift, q) for s, p, q in rows], dtype=np.int64).reshape(
-            -1, 3
-        )
+        lv = np.array([(s, tick * (p if s == BID else p + 400), q) for s, p, q in rows], dtype=np.int64)
+        lv = lv.reshape(-1, 3)
         kernels.book_apply_rows(book, lv, 0, lv.shape[0], 1 if kind == 0 else 0)
     return book
 
@@ -48,23 +49,25 @@ def _walk(kernels, book: np.ndarray, steps: int, stride: int) -> np.ndarray:
 
 
 @SETTINGS
-@given(history, history, st.sampled_from([64, 128, 1024]), st.integers(0, 3))
-def test_book_same_is_array_equality(first, second, slots, how):
+@given(history, history, st.sampled_from([64, 128, 1024]), st.integers(0, 3), st.sampled_from([1, 5]))
+def test_book_same_is_array_equality(first, second, slots, how, tick):
     """On any two books of one geometry: equal histories give 1, and book_same says 1 exactly
-    when the arrays are equal (the compare reads only the marked blocks)."""
-    a = _drive(K, new_book(slots), first)
+    when the arrays are equal (the compare reads only the marked slots)."""
+    a = _drive(K, new_book(slots, tick), first)
     if how == 0:
-        b = _drive(K, new_book(slots), first)  # the same history: the same bytes
+        b = _drive(K, new_book(slots, tick), first)  # the same history: the same bytes
     elif how == 1:
-        b = _drive(K, new_book(slots), first + second)
+        b = _drive(K, new_book(slots, tick), first + second)
     elif how == 2:
-        b = _drive(K, new_book(slots), second)
+        b = _drive(K, new_book(slots, tick), second)
     else:  # the same levels reached another way: equal only if every header word agrees too
-        b = _drive(K, new_book(slots), second + first)
-    assert K.book_same(a, b) == int(np.array_equal(a, b))
-    assert K.book_same(b, a) == int(np.array_equal(a, b))
+        b = _drive(K, new_book(slots, tick), second + first)
+    equal = int(np.array_equal(a, b))
+    for kernels in (K, pure()):
+        assert kernels.book_same(a, b) == equal
+        assert kernels.book_same(b, a) == equal
     if how == 0:
-        assert K.book_same(a, b) == 1
+        assert equal == 1
 
 
 @SETTINGS
@@ -108,7 +111,12 @@ def test_every_single_difference_is_seen():
         for idx in (slot, D.BK_Q + side * w + deeper, block, D.BK_N + side, D.BK_DROPPED + side, D.BK_LOW + side):
             other = base.copy()
             other[idx] += 1
-            assert K.book_same(base, other) == 0, idx
-            assert K.book_same(other, base) == 0, idx
+            for kernels in (K, pure()):
+                assert kernels.book_same(base, other) == 0, idx
+                assert kernels.book_same(other, base) == 0, idx
     assert K.book_same(base, new_book(512)) == 0  # another geometry
     assert K.book_same(base, base.copy()) == 1
+    kept = base.copy()
+    for kernels in (K, pure()):
+        kernels.book_copy(base, base)  # onto itself: nothing changes
+        assert np.array_equal(base, kept)
