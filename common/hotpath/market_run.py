@@ -429,11 +429,28 @@ FIELDS = ((TAG_SNAPSHOT, 4), (TAG_DELTA, 5), (TAG_TRADE, 5), (TAG_BBO, 6))
 
 @kernel
 def _be(buf, p, n):
-    """The n-byte (n <= 8) big-endian unsigned integer at p, as int64 (wraps for n = 8)."""
-    v = np.int64(0)
-    for k in range(n):
-        v = (v << 8) | np.int64(buf[p + k])
-    return v
+    """The n-byte (n = 1, 2, 4 or 8) big-endian unsigned integer at p, as int64 (wraps for
+    n = 8). Each width is written out as one OR of shifted bytes, which LLVM folds into a
+    load and a byte swap; a loop over the bytes was a chain of n shifts (every event's time
+    is 8 bytes, its ids 4 or 8)."""
+    if n == 1:
+        return np.int64(buf[p])
+    if n == 2:
+        return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
+    if n == 4:
+        return (
+            (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
+        )
+    return (
+        (np.int64(buf[p]) << 56)
+        | (np.int64(buf[p + 1]) << 48)
+        | (np.int64(buf[p + 2]) << 40)
+        | (np.int64(buf[p + 3]) << 32)
+        | (np.int64(buf[p + 4]) << 24)
+        | (np.int64(buf[p + 5]) << 16)
+        | (np.int64(buf[p + 6]) << 8)
+        | np.int64(buf[p + 7])
+    )
 
 
 @kernel
@@ -483,7 +500,9 @@ def _mp_skip(buf, p):
     while left > 0:
         left -= 1
         b = np.int64(buf[p])
-        if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC1 or b == 0xC2 or b == 0xC3:
+        if 0xCC <= b <= 0xD3:  # ints first: what the scan skips is mostly ids
+            p += 1 + (1 << ((b - 0xCC) & 3))
+        elif b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC1 or b == 0xC2 or b == 0xC3:
             p += 1
         elif 0x80 <= b <= 0x8F or b == 0xDE or b == 0xDF:  # maps: 2 values an entry
             n, p = _mp_len(buf, p)
@@ -501,8 +520,6 @@ def _mp_skip(buf, p):
             p += 5
         elif b == 0xCB:  # float 64
             p += 9
-        elif 0xCC <= b <= 0xD3:  # ints
-            p += 1 + (1 << ((b - 0xCC) & 3))
         else:  # 0xD4..0xD8: fixext 1 / 2 / 4 / 8 / 16
             p += 2 + (1 << (b - 0xD4))
     return p
