@@ -102,7 +102,8 @@ SV_ACT = 6  # O: the strategy's action on the last event applied (STOP_ACT)
 SV_N_KIND = 7  # O: + kind, events applied of each kind (4 slots)
 SV_RISK_BAD = 11  # O: rows risk's book rejected
 SV_ROUTER_BAD = 12  # O: rows the router's book rejected
-SV_TOPS = 13  # O: risk's (bid, ask) top after the last book / bbo event, and SV_TOPS + 2 = 1 if any
+SV_TOPS = 13  # I/O: risk's (bid, ask) top (its PnL check marks at them), and SV_TOPS + 2 = 1 (O) if a
+# book / bbo event of the call moved them
 SV_BBO = 16  # O: the router's (bid px, bid qty, ask px, ask qty) of the last bbo, and SV_BBO + 4 = 1 if any
 SV_TRADE_NS = 21  # O: recv_ns of the last trade (if SV_N_KIND + RK_TRADE)
 SV_SHARED = 22  # O: the books this call applied book events to once, through the strategy's (SH_*)
@@ -683,7 +684,8 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
 @kernel
 def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
     for c in range(SV_DONE, SV_INTERVAL):  # the outputs count from 0 each call
-        sv[c] = 0
+        if c != SV_TOPS and c != SV_TOPS + 1:  # (inputs too: a clock before any book event reads them)
+            sv[c] = 0
     sv[SV_N_CLOCKS] = 0
     sv[SV_N_HELD] = 0
     touch = sv[SV_TOUCH]

@@ -265,6 +265,7 @@ class MarketRun:
         sv[K.SV_HELD_ASK] = min(held[E.SELL][0], NEVER) if held and E.SELL in held else I64_MIN
         sv[K.SV_NONE_LIVE] = 0 if strategy.live[sym] else 1
         tops = risk.tops.get(sym)
+        sv[K.SV_TOPS] = sv[K.SV_TOPS + 1] = 0  # (the kernel keeps them: a clock marks at them)
         if tops:
             bid, ask = tops
             if 0 <= bid < K.BIG and 0 <= ask < K.BIG:
