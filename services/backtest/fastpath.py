@@ -122,6 +122,7 @@ class MarketRun:
         self._flat = np.zeros(CHUNK * 8, dtype=np.int64)
         self.ready = False  # every core has its book of the symbol (see _rows)
         self._shared = (0, 0)  # SV_SHARED of the last kernel call, and eng.seq after it
+        self._rested: list[list[Resting]] | None = None  # its _load, while it may be reused
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
         self.clocks = 0  # clocks it stamped
 
@@ -213,9 +214,18 @@ class MarketRun:
                 if not self.ready:
                     self.ready = eng.seq > 0 and self._ready()
                 continue
-            rested = self._load()
             mask, seq = self._shared
-            self._sv[K.SV_SHARE_IN] = mask if seq == eng.seq else 0
+            if seq == eng.seq and self._rested is not None:
+                # Nothing sequenced since the last call ran to its end: every input _load
+                # would write is what that call left (the cores change only on a sequenced
+                # event; what the kernel moved, _store wrote back), but for the venues' outputs.
+                rested = self._rested
+                self._sv[K.SV_SHARE_IN] = mask
+                for v in range(len(self.sims)):
+                    self._vc[v * K.VC_COLS + K.VC_MARKET] = self._vc[v * K.VC_COLS + K.VC_BAD] = 0
+            else:
+                rested = self._rested = self._load()
+                self._sv[K.SV_SHARE_IN] = 0
             sym = self.symbol
             j = K.market_run(
                 evs, flat, i, n, self.sv, self.sb.state, self.sb.book, self.sb.params, self.lv, self.vlv,
@@ -228,6 +238,8 @@ class MarketRun:
             # Its shared books are handed on only to a call before which no event is
             # sequenced (see SV_SHARE_IN): every change to a book comes from one.
             self._shared = (self._sv[K.SV_SHARED] if stop == K.STOP_END else 0, eng.seq)
+            if stop != K.STOP_END:
+                self._rested = None
             if stop == K.STOP_ACT:
                 self._act(chunk[j - 1], self._sv[K.SV_ACT])
             elif stop == K.STOP_CLOCK and j > clocked:
@@ -242,8 +254,9 @@ class MarketRun:
 
     def unshare(self) -> None:
         """Hand no shared books to the next kernel call: between runs a book may change with no
-        event sequenced (a core's state loaded, a tool's write)."""
+        event sequenced (a core's state loaded, a tool's write), nor reuse its inputs."""
         self._shared = (0, 0)
+        self._rested = None
 
     def _grow_rest(self, cap: int) -> None:
         self.rest_cap = cap

@@ -128,3 +128,22 @@ def test_the_queue_ahead_of_an_order_on_a_shared_venue(monkeypatch: pytest.Monke
     slow, _ = compare(over, items, "queue", min_applied=200)
     assert [(f.qty, f.price) for f in slow.stats.fills] == [(500, MID - 10)]
     assert any(c["nrest"] == [1] and c["shared"] & K.SH_VENUE for c in calls)
+
+
+def test_an_event_through_python_between_two_calls_reloads_their_inputs() -> None:
+    """A chunk that ran to its end, then an order injected as the next chunk's first event
+    (through Python): the next kernel call must see the order (fastpath reuses the last
+    call's inputs only when nothing was sequenced in between), so the print that reaches it
+    goes to the simulated exchange, exactly as per event."""
+    from services.backtest import fastpath
+    from tests.unit.backtest.test_fastpath_adversarial import MID, MS, QUIET, SYM, compare, filler, inject, prefix
+
+    items = prefix(n=2 * fastpath.CHUNK - 1)  # the snapshot and fillers fill two chunks exactly
+    t = items[-1][0] + MS
+    items.append((t, inject("BUY", MID - 10, 2_000, "r1")))  # the third chunk's first item
+    items.append((t + MS, E.BookDelta(SYM, 9_000, 9_000, E.pack_levels([(MID - 10, 1_000)]), b"")))
+    items += filler(t + 2 * MS, 30)
+    items.append((items[-1][0] + MS, E.Trade(SYM, 78, MID - 10, 1_500, True)))
+    items += filler(items[-1][0] + MS, 30)
+    slow, _ = compare(QUIET, items, "queue", min_applied=1_000)
+    assert [(f.qty, f.price) for f in slow.stats.fills] == [(500, MID - 10)]
