@@ -269,6 +269,13 @@ def _venue_trade(evs, i, vcfg, v):
 
 
 @kernel
+def _venue_shared(shared, v):
+    """1 if venue v's bit is set in an SV_SHARED mask (never past SH_VENUES: a shift by 64 or
+    more is undefined in compiled code)."""
+    return (shared >> (v + 2)) & 1 if v < SH_VENUES else 0
+
+
+@kernel
 def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch, book, shared):
     """1 if a venue must handle event i in Python (see the module's docstring). A venue
     sharing the strategy's book (shared) reads that one: its own is stale until the run ends."""
@@ -286,7 +293,7 @@ def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch, book, shared):
         elif touch != 0 and k == RK_SNAPSHOT:
             return 1
         elif touch != 0 and k == RK_DELTA:
-            vb = book if shared & (SH_VENUE << v) != 0 else vbooks[v]
+            vb = book if _venue_shared(shared, v) != 0 else vbooks[v]
             if _may_touch(evs, i, flat, vcfg, v, rest, vb) != 0:
                 return 1
     return 0
@@ -676,7 +683,7 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
         if shared & SH_ROUTER != 0:
             book_copy(obook, book)
         for v in range(vcfg.shape[0]):
-            if shared & (SH_VENUE << v) != 0:
+            if _venue_shared(shared, v) != 0:
                 book_copy(vbooks[v], book)
     return i
 
@@ -733,7 +740,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
             sv[SV_TOPS + 2] = 1
             sv[SV_ROUTER_BAD] += bad if shared & SH_ROUTER != 0 else book_apply_rows(obook, lv, 0, n, snap)
             for v in range(vcfg.shape[0]):
-                if shared & (SH_VENUE << v) != 0:
+                if _venue_shared(shared, v) != 0:
                     _venue_book(book, lv, vlv, n, vcfg, v, rest, snap, touch, bad)
                 else:
                     _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap, touch, -1)

@@ -147,3 +147,11 @@ def test_an_event_through_python_between_two_calls_reloads_their_inputs() -> Non
     items += filler(items[-1][0] + MS, 30)
     slow, _ = compare(QUIET, items, "queue", min_applied=1_000)
     assert [(f.qty, f.price) for f in slow.stats.fills] == [(500, MID - 10)]
+
+
+def test_a_venue_past_sh_venues_is_never_shared() -> None:
+    for shared in (K._venue_shared, K._venue_shared.py_func):
+        assert shared(K.SH_VENUE << 3, 3) == 1 and shared(K.SH_VENUE << 3, 2) == 0
+        assert shared(K.SH_RISK | K.SH_ROUTER, 0) == 0
+        assert shared(-1, K.SH_VENUES - 1) == 1
+        assert shared(-1, K.SH_VENUES) == 0 and shared(-1, 70) == 0  # (a shift past 63 is undefined)
