@@ -272,7 +272,7 @@ def _venue_trade(evs, i, vcfg, v):
 def _venue_shared(shared, v):
     """1 if venue v's bit is set in an SV_SHARED mask (never past SH_VENUES: a shift by 64 or
     more is undefined in compiled code)."""
-    return (shared >> (v + 2)) & 1 if v < SH_VENUES else 0
+    return 1 if v < SH_VENUES and (shared >> v) & SH_VENUE != 0 else 0
 
 
 @kernel
@@ -449,7 +449,7 @@ def _be(buf, p, n):
         return (
             (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
         )
-    return (
+    return (  # n = 8 (its callers give no other width)
         (np.int64(buf[p]) << 56)
         | (np.int64(buf[p + 1]) << 48)
         | (np.int64(buf[p + 2]) << 40)

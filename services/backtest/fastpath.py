@@ -219,6 +219,8 @@ class MarketRun:
                 # Nothing sequenced since the last call ran to its end: every input _load
                 # would write is what that call left (the cores change only on a sequenced
                 # event; what the kernel moved, _store wrote back), but for the venues' outputs.
+                # (One difference, harmless: a top of exactly BIG, which _load refuses by sending
+                # every clock to Python, stays in; the kernel's PnL check refuses it itself.)
                 rested = self._rested
                 self._sv[K.SV_SHARE_IN] = mask
                 for v in range(len(self.sims)):

