@@ -102,8 +102,8 @@ SV_ACT = 6  # O: the strategy's action on the last event applied (STOP_ACT)
 SV_N_KIND = 7  # O: + kind, events applied of each kind (4 slots)
 SV_RISK_BAD = 11  # O: rows risk's book rejected
 SV_ROUTER_BAD = 12  # O: rows the router's book rejected
-SV_TOPS = 13  # I/O: risk's (bid, ask) top (its PnL check marks at them), and SV_TOPS + 2 = 1 (O) if a
-# book / bbo event of the call moved them
+SV_TOPS_MOVED = 13  # O: 1 if a book / bbo event of the call moved risk's top (SV_TOPS)
+# 14, 15: unused
 SV_BBO = 16  # O: the router's (bid px, bid qty, ask px, ask qty) of the last bbo, and SV_BBO + 4 = 1 if any
 SV_TRADE_NS = 21  # O: recv_ns of the last trade (if SV_N_KIND + RK_TRADE)
 SV_SHARED = 22  # O: the books this call applied book events to once, through the strategy's (SH_*)
@@ -131,7 +131,8 @@ SV_HELD_ASK = 41  # I: the same for the ask
 SV_NONE_LIVE = 42  # I: 1 = the strategy has no live order on the symbol
 SV_N_HELD = 43  # O: sides held back (the strategy's held_back counter)
 SV_SHARE_IN = 44  # I: SV_SHARED of the previous call if it ended STOP_END and no event was sequenced since, else 0
-SV_LEN = 45
+SV_TOPS = 45  # I/O: risk's (bid, ask) top, which its PnL check at a clock marks at (2 slots)
+SV_LEN = 47
 
 STOP_END = 0  # every event given was applied
 STOP_OTHER = 1  # before an event the run does not cover
@@ -691,8 +692,7 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
 @kernel
 def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
     for c in range(SV_DONE, SV_INTERVAL):  # the outputs count from 0 each call
-        if c != SV_TOPS and c != SV_TOPS + 1:  # (inputs too: a clock before any book event reads them)
-            sv[c] = 0
+        sv[c] = 0
     sv[SV_N_CLOCKS] = 0
     sv[SV_N_HELD] = 0
     touch = sv[SV_TOUCH]
@@ -737,7 +737,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
                 sv[SV_RISK_BAD] += book_apply_rows(rbook, lv, 0, n, snap)
             sv[SV_TOPS] = _px_or_0(best_px(rb, SIDE_BID))
             sv[SV_TOPS + 1] = _px_or_0(best_px(rb, SIDE_ASK))
-            sv[SV_TOPS + 2] = 1
+            sv[SV_TOPS_MOVED] = 1
             sv[SV_ROUTER_BAD] += bad if shared & SH_ROUTER != 0 else book_apply_rows(obook, lv, 0, n, snap)
             for v in range(vcfg.shape[0]):
                 if _venue_shared(shared, v) != 0:
@@ -754,7 +754,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
         else:  # RK_BBO: only risk's top and the router's best bid/offer move
             sv[SV_TOPS] = evs[i, RK_A] if evs[i, RK_B] != 0 else 0
             sv[SV_TOPS + 1] = evs[i, RK_C] if evs[i, RK_D] != 0 else 0
-            sv[SV_TOPS + 2] = 1
+            sv[SV_TOPS_MOVED] = 1
             sv[SV_BBO] = evs[i, RK_A]
             sv[SV_BBO + 1] = evs[i, RK_B]
             sv[SV_BBO + 2] = evs[i, RK_C]

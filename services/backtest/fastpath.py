@@ -121,8 +121,9 @@ class MarketRun:
         self._evs = np.zeros((CHUNK, K.RK_COLS), dtype=np.int64)
         self._flat = np.zeros(CHUNK * 8, dtype=np.int64)
         self.ready = False  # every core has its book of the symbol (see _rows)
-        self._shared = (0, 0)  # SV_SHARED of the last kernel call, and eng.seq after it
-        self._rested: list[list[Resting]] | None = None  # its _load, while it may be reused
+        # (eng.seq, SV_SHARED, _load's resting orders) after a kernel call that ran to its end:
+        # the next call reuses its inputs and shared books if nothing is sequenced before it.
+        self._handoff: tuple[int, int, list[list[Resting]]] | None = None
         self.applied = 0  # events the kernel applied (the rest went through Engine._one)
         self.clocks = 0  # clocks it stamped
 
@@ -214,19 +215,17 @@ class MarketRun:
                 if not self.ready:
                     self.ready = eng.seq > 0 and self._ready()
                 continue
-            mask, seq = self._shared
-            if seq == eng.seq and self._rested is not None:
+            handoff = self._handoff
+            if handoff is not None and handoff[0] == eng.seq:
                 # Nothing sequenced since the last call ran to its end: every input _load
                 # would write is what that call left (the cores change only on a sequenced
                 # event; what the kernel moved, _store wrote back), but for the venues' outputs.
-                # (One difference, harmless: a top of exactly BIG, which _load refuses by sending
-                # every clock to Python, stays in; the kernel's PnL check refuses it itself.)
-                rested = self._rested
+                _, mask, rested = handoff
                 self._sv[K.SV_SHARE_IN] = mask
                 for v in range(len(self.sims)):
                     self._vc[v * K.VC_COLS + K.VC_MARKET] = self._vc[v * K.VC_COLS + K.VC_BAD] = 0
             else:
-                rested = self._rested = self._load()
+                rested = self._load()
                 self._sv[K.SV_SHARE_IN] = 0
             sym = self.symbol
             j = K.market_run(
@@ -237,11 +236,9 @@ class MarketRun:
             )  # fmt: skip
             self._store(rested, j - i)
             stop = self._sv[K.SV_STOP]
-            # Its shared books are handed on only to a call before which no event is
-            # sequenced (see SV_SHARE_IN): every change to a book comes from one.
-            self._shared = (self._sv[K.SV_SHARED] if stop == K.STOP_END else 0, eng.seq)
-            if stop != K.STOP_END:
-                self._rested = None
+            # Handed on only to a call before which no event is sequenced (see SV_SHARE_IN):
+            # every change to a core, its books included, comes from one.
+            self._handoff = (eng.seq, self._sv[K.SV_SHARED], rested) if stop == K.STOP_END else None
             if stop == K.STOP_ACT:
                 self._act(chunk[j - 1], self._sv[K.SV_ACT])
             elif stop == K.STOP_CLOCK and j > clocked:
@@ -255,10 +252,9 @@ class MarketRun:
             i = j
 
     def unshare(self) -> None:
-        """Hand no shared books to the next kernel call: between runs a book may change with no
-        event sequenced (a core's state loaded, a tool's write), nor reuse its inputs."""
-        self._shared = (0, 0)
-        self._rested = None
+        """Hand no shared books or inputs to the next kernel call: between runs a core may
+        change with no event sequenced (its state loaded, a tool's write)."""
+        self._handoff = None
 
     def _grow_rest(self, cap: int) -> None:
         self.rest_cap = cap
@@ -280,10 +276,10 @@ class MarketRun:
         sv[K.SV_HELD_ASK] = min(held[E.SELL][0], NEVER) if held and E.SELL in held else I64_MIN
         sv[K.SV_NONE_LIVE] = 0 if strategy.live[sym] else 1
         tops = risk.tops.get(sym)
-        sv[K.SV_TOPS] = sv[K.SV_TOPS + 1] = 0  # (the kernel keeps them: a clock marks at them)
+        sv[K.SV_TOPS] = sv[K.SV_TOPS + 1] = 0
         if tops:
             bid, ask = tops
-            if 0 <= bid < K.BIG and 0 <= ask < K.BIG:
+            if 0 <= bid <= K.BIG and 0 <= ask <= K.BIG:  # as scan_items admits (_total_pnl refuses BIG)
                 sv[K.SV_TOPS], sv[K.SV_TOPS + 1] = bid, ask
             else:  # a best bid/offer beyond int64's comfort: its clocks are Python's
                 sv[K.SV_CLOCK_DUE] = I64_MIN
@@ -371,7 +367,7 @@ class MarketRun:
         risk, router = self.risk, self.router
         if clock > risk.now_ns:
             risk.now_ns = clock
-        if sv[K.SV_TOPS + 2]:
+        if sv[K.SV_TOPS_MOVED]:
             risk.tops[sym] = [sv[K.SV_TOPS], sv[K.SV_TOPS + 1]]
         if sv[K.SV_N_KIND + K.RK_TRADE]:
             risk._seen(f"md:{sym}", sv[K.SV_TRADE_NS])

@@ -57,6 +57,6 @@ def test_a_clock_before_any_book_event_marks_at_the_given_tops() -> None:
     for out in _run((120, 122)):
         # mid 121: 10 * 121 - 1,000 = +210, the day's new peak
         assert out[K.SV_R_PEAK] == 210
-        assert out[K.SV_TOPS + 2] == 0  # no book or bbo event: no new tops for fastpath to store
+        assert out[K.SV_TOPS_MOVED] == 0  # no book or bbo event: no new tops for fastpath to store
     for out in _run((0, 0)):  # no tops: the position at its last fill price, below the peak of 0
         assert out[K.SV_R_PEAK] == 0
