@@ -28,6 +28,21 @@ int64 (see `services.feed.synthetic`).
 from __future__ import annotations
 
 from common.hotpath.kernels import kernel
+from common.hotpath.market_run import (
+    BIG,
+    RK_A,
+    RK_B,
+    RK_C,
+    RK_D,
+    RK_DELTA,
+    RK_KIND,
+    RK_NA,
+    RK_NB,
+    RK_OFF,
+    RK_SNAPSHOT,
+    RK_TRADE,
+    RK_TS,
+)
 
 # st: the generator's state and its constants
 ST_NOW = 0
@@ -532,3 +547,46 @@ def synth_msgpack(ev, lv, n, sym, tags, out):
         p = _w_levels(out, p, lv, at, nb)
         p = _w_levels(out, p, lv, at + nb, ev[e, EV_NA])
     return p
+
+
+@kernel
+def synth_rows(ev, lv, n, rows, flat):
+    """Events ev[:n] as the backtest market run's rows (common.hotpath.rowbatch): row e for
+    event e, a book event's level pairs copied to flat (2 * its level rows of room). What
+    scan_items makes of synth_msgpack's bytes, but for RK_OFF's values and RK_D, which holds
+    the event's id here. Returns the most level rows one book event has, or -1 if an event's
+    time, price or qty is outside [0, BIG] (the scan would leave it to Python, and the rows
+    have no kind for that; the generator's bounds make none)."""
+    f = 0
+    most = 0
+    for e in range(n):
+        kind = ev[e, EV_KIND]
+        ts = ev[e, EV_TS]
+        if ts < 0 or ts > BIG:
+            return -1
+        rows[e, RK_TS] = ts
+        rows[e, RK_D] = ev[e, EV_ID]
+        if kind == K_TRADE:
+            px = ev[e, EV_PX]
+            qty = ev[e, EV_QTY]
+            if px < 0 or px > BIG or qty < 0 or qty > BIG:
+                return -1
+            rows[e, RK_KIND] = RK_TRADE
+            rows[e, RK_A] = px
+            rows[e, RK_B] = qty
+            rows[e, RK_C] = 1 if ev[e, EV_BM] != 0 else 0
+            continue
+        rows[e, RK_KIND] = RK_DELTA if kind == K_DELTA else RK_SNAPSHOT
+        nb = ev[e, EV_NB]
+        na = ev[e, EV_NA]
+        rows[e, RK_OFF] = f
+        rows[e, RK_NB] = nb
+        rows[e, RK_NA] = na
+        at = ev[e, EV_LV]
+        for r in range(at, at + nb + na):
+            flat[f] = lv[r, 0]
+            flat[f + 1] = lv[r, 1]
+            f += 2
+        if nb + na > most:
+            most = nb + na
+    return most

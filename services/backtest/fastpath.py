@@ -1,9 +1,10 @@
 """The engine's market run: quiet market events through every core in one kernel call.
 
 `Engine.run` hands its input here in chunks (`Engine.run_raw`: in msgpack
-batches, see `Input.raw_batches`). `MarketRun.chunk` encodes a chunk's
-market events as int64 rows (`chunk_raw` scans a batch's bytes as they
-are) and lets `common.hotpath.market_run` apply them to every core's
+batches, see `Input.raw_batches`; `Engine.run_rows`: in row batches, see
+`Input.row_batches`). `MarketRun.chunk` encodes a chunk's market events as
+int64 rows (`chunk_raw` scans a batch's bytes as they are, `chunk_rows`
+takes a row batch's rows as they are) and lets `common.hotpath.market_run` apply them to every core's
 arrays (the strategy's state and book, risk's and the router's ladders,
 each simulated venue's ladder and the queue ahead of our resting orders)
 until an event that needs Python: then the engine's own per-event path
@@ -29,7 +30,7 @@ from __future__ import annotations
 import array
 import itertools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -37,6 +38,7 @@ import numpy as np
 from common import events as E
 from common.hotpath import dtypes as D
 from common.hotpath import market_run as K
+from common.hotpath.rowbatch import RowBatch
 from services.execution.core import ExecutionCore
 from services.execution.simexchange import Resting
 from services.risk.core import DAY_NS, RiskCore
@@ -182,11 +184,14 @@ class MarketRun:
         need = len(buf) // 8 + 2
         if need > self._flat.shape[0]:
             self._flat = np.zeros(max(need, 2 * self._flat.shape[0]), dtype=np.int64)
-        rows = K.scan_items(buf, self._sym, self._evs, self._flat)
+        self._room(K.scan_items(buf, self._sym, self._evs, self._flat))
+        return self._evs, self._flat
+
+    def _room(self, rows: int) -> None:
+        """Level rows for a book event of that many rows."""
         if rows > len(self.lv):
             self.lv = np.zeros((max(rows, 2 * len(self.lv)), D.LV_COLS), dtype=np.int64)
             self.vlv = np.zeros_like(self.lv)
-        return self._evs, self._flat
 
     # ------------------------------------------------------------ one chunk
     def chunk(self, chunk: list[tuple[int, E._Body]]) -> None:
@@ -200,6 +205,17 @@ class MarketRun:
         evs, flat = self._scan(buf, n)
         self._rows(evs, flat, n, _Lazy(buf, decode))
         return n
+
+    def chunk_rows(self, batch: RowBatch) -> int:
+        """A row batch (Input.row_batches): its rows as they are; returns its item count. Its
+        items are made only if some event of it goes through Python."""
+        evs = batch.rows
+        if batch.symbol != self.symbol:  # another symbol's events: every one is Python's, as scanned
+            evs = evs.copy()
+            evs[:, K.RK_KIND] = K.RK_OTHER
+        self._room(batch.most)
+        self._rows(evs, batch.flat, batch.n, _Lazy(batch, RowBatch.items))
+        return batch.n
 
     def _rows(self, evs: np.ndarray, flat: np.ndarray, n: int, chunk: _Items) -> None:
         eng = self.engine
@@ -413,11 +429,11 @@ class MarketRun:
 
 
 class _Lazy:
-    """A raw batch's items, decoded on first use (a batch the kernel takes whole never is)."""
+    """A batch's items, decoded on first use (a batch the kernel takes whole never is)."""
 
     __slots__ = ("buf", "decode", "items")
 
-    def __init__(self, buf: bytes, decode: Callable[[bytes], list[tuple[int, E._Body]]]) -> None:
+    def __init__(self, buf: Any, decode: Callable[[Any], list[tuple[int, E._Body]]]) -> None:
         self.buf = buf
         self.decode = decode
         self.items: list[tuple[int, E._Body]] | None = None
@@ -439,6 +455,17 @@ def run_raw(
     market.unshare()
     for buf in batches:
         n += market.chunk_raw(buf, decode)
+        if progress is not None:
+            progress.update(n)  # type: ignore[attr-defined]
+    return n
+
+
+def run_rows(market: MarketRun, batches: Iterable[RowBatch], progress: object) -> int:
+    """Feed row batches through the market run; returns how many items they held."""
+    n = 0
+    market.unshare()
+    for batch in batches:
+        n += market.chunk_rows(batch)
         if progress is not None:
             progress.update(n)  # type: ignore[attr-defined]
     return n

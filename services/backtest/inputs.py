@@ -29,6 +29,7 @@ import msgspec
 
 from common import eventlog, events
 from common.config import FeedConfig
+from common.hotpath.rowbatch import RowBatch
 from common.units import SymbolTable
 from services.backtest import seeddata
 from services.feed.binance import Item, Normalizer
@@ -54,6 +55,12 @@ class Input(abc.ABC):
         """The items as msgpack arrays of (event_ns, body), where the input can give them
         without making the objects (the market run scans the bytes and decodes a batch only
         when a core needs one of its items); None where it cannot."""
+        return None
+
+    def row_batches(self) -> Iterator[RowBatch] | None:
+        """The items as row batches (common.hotpath.rowbatch: the market run's own rows, made
+        by the input's kernel), where the input can make them; None where it cannot. A
+        batch's arrays may be reused once the next batch is asked for."""
         return None
 
     def describe(self) -> str:
@@ -151,6 +158,10 @@ class SyntheticInput(Input):
 
     def raw_batches(self) -> Iterator[bytes] | None:
         return self.source.encoded(self.n)
+
+    def row_batches(self) -> Iterator[RowBatch] | None:
+        words = self.source.row_batches(self.n)
+        return None if words is None else map(RowBatch, words)
 
     def accounting(self) -> dict[str, Any]:
         c = self.source.counters()  # (counted from the markets on each call)

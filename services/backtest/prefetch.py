@@ -9,7 +9,10 @@ batches (one msgspec call packs a batch, one unpacks it), so the two overlap.
 scans their bytes as they are, and decodes a batch only when a core needs
 one of its items (decoding cost about 1.5 us an item, three times what the
 engine then spent on it). An input that makes its own batches
-(`Input.raw_batches`, the synthetic market) sends those as they are.
+(`Input.raw_batches`, the synthetic market) sends those as they are, and
+`row_batches()` sends an input's row batches (`Input.row_batches`, the
+market run's own rows): the parent receives each into one reused buffer and
+reads it there.
 
 Nothing about the run changes: the items are the same objects, decoded from
 their own encoding, in the same order (one producer, one FIFO pipe), and the
@@ -29,12 +32,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import numpy as np
 
+from common.hotpath import rowbatch
+from common.hotpath.rowbatch import RowBatch
 from services.backtest.inputs import Input, decode_batch
 from services.feed.binance import Item
 
 BATCH = 1024  # items per pipe message: large enough to amortize a message, small enough to start at once
 _ITEMS, _DONE, _ERROR = b"I", b"D", b"E"
+_ROWS = rowbatch.TAG.to_bytes(1, "little")  # a row batch's first byte
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -48,15 +55,20 @@ def by_default() -> bool:
     return available() and (os.cpu_count() or 1) >= 2
 
 
-def _produce(inner: Input, recv: Any, conn: Any, batch: int) -> None:
+def _produce(inner: Input, recv: Any, conn: Any, batch: int, rows: bool) -> None:
     # The fork copied the pipe's read end too: closing it here makes the parent's the only
     # one, so when the parent stops reading (or dies) our next send fails and we end.
     recv.close()
     buf: list[Item] = []
     sending = False  # inside a send: a failure there leaves nothing safe to send after it
     try:
-        raw = inner.raw_batches()
-        if raw is not None:  # already encoded, whole batches
+        raw = None if rows else inner.raw_batches()
+        if rows:
+            for b in inner.row_batches() or ():
+                sending = True
+                conn.send_bytes(b.words.view(np.uint8))  # (its first byte is _ROWS)
+                sending = False
+        elif raw is not None:  # already encoded, whole batches
             for payload in raw:
                 sending = True
                 conn.send_bytes(_ITEMS + payload)
@@ -100,6 +112,18 @@ def _pickled(exc: BaseException) -> bytes:
         return pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
+def _receive_into(recv: Any, buf: bytearray) -> tuple[memoryview, bytearray]:
+    """The next message, received into buf (or a larger buffer that replaces it)."""
+    try:
+        n = recv.recv_bytes_into(buf)
+    except multiprocessing.BufferTooShort as exc:
+        msg = exc.args[0]
+        n = len(msg)
+        buf = bytearray(max(n, 2 * len(buf)))
+        buf[:n] = msg
+    return memoryview(buf)[:n], buf
+
+
 class Prefetched(Input):
     """`inner`'s items, produced in a forked child process (see the module docstring)."""
 
@@ -121,24 +145,37 @@ class Prefetched(Input):
         """The batches as the child sent them, undecoded."""
         return (bytes(payload) for payload in self._payloads())
 
-    def _payloads(self) -> Iterator[memoryview]:
+    def row_batches(self) -> Iterator[RowBatch] | None:
+        """The inner input's row batches, made in the child; None if it makes none. Each is
+        read where it was received, in a buffer the next one reuses."""
+        if self.inner.row_batches() is None:  # (a generator not started: nothing made)
+            return None
+        return (RowBatch.parse(payload) for payload in self._payloads(rows=True))
+
+    def _payloads(self, rows: bool = False) -> Iterator[memoryview]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(
-            target=_produce, args=(self.inner, recv, send, self.batch), name="backtest-input", daemon=True
+            target=_produce, args=(self.inner, recv, send, self.batch, rows), name="backtest-input", daemon=True
         )
         self.process = proc
         proc.start()
         send.close()  # the child holds the only writer: its exit is our EOF
         try:
+            buf = bytearray(1 << 16)
             while True:
                 try:
-                    msg = recv.recv_bytes()
+                    if rows:
+                        msg, buf = _receive_into(recv, buf)
+                    else:
+                        msg = memoryview(recv.recv_bytes())
                 except EOFError:
                     proc.join(timeout=5)
                     raise RuntimeError(f"the input process ended without finishing (exit {proc.exitcode})") from None
-                kind, payload = msg[:1], memoryview(msg)[1:]
-                if kind == _ITEMS:
+                kind, payload = msg[:1], msg[1:]
+                if kind == _ROWS:
+                    yield msg
+                elif kind == _ITEMS:
                     yield payload
                 elif kind == _DONE:
                     self._accounting = pickle.loads(payload)

@@ -35,9 +35,15 @@ def run_backtest(
     stats = report.Stats(symbols, money_scale=cfg.risk.pnl_scale)
     engine = Engine(cfg, fill_model=fill_model, observers=[stats], keep_events=keep_events, market_run=market_run)
     bar = Progress(inp.total, enabled=None if progress is None else progress) if progress is not False else None
-    make_raw = getattr(inp, "raw_batches", None)  # (an item iterable that is not an Input has none)
+    # The market run reads row batches as they are (Input.row_batches); per event, each
+    # batch's items would be made in Python, so there the msgpack batches serve better.
+    make_rows = getattr(inp, "row_batches", None) if engine.market is not None else None
+    rows = make_rows() if make_rows is not None else None
+    make_raw = getattr(inp, "raw_batches", None) if rows is None else None  # (an item iterable has none)
     raw = make_raw() if make_raw is not None else None
-    if raw is not None:  # already msgpack: see Input.raw_batches
+    if rows is not None:
+        engine.run_rows(rows, bar)
+    elif raw is not None:  # already msgpack: see Input.raw_batches
         engine.run_raw(raw, decode_batch, bar)
     else:
         engine.run(inp.items(), bar)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from common.config import FeedConfig
 from common.units import BUILTIN, SymbolTable
 from services.feed.binance import Counters, Item, Normalizer
 from services.feed.replay import Pacer, replay_items
 from services.feed.synthetic import SyntheticMarket
+
+T = TypeVar("T")
 
 
 class Source(abc.ABC):
@@ -75,12 +79,19 @@ class SyntheticSource(Source):
         """items()' first `limit` as msgpack batches (SyntheticMarket.encoded), for one symbol
         (several are merged item by item: None). Afterwards the next item is held read ahead,
         as items() holds it, so counters() and extra() say what they say after those items."""
+        return self._batches(limit, SyntheticMarket.encoded)
+
+    def row_batches(self, limit: int) -> Iterator[np.ndarray] | None:
+        """As encoded(), as row batches' words (SyntheticMarket.row_batches)."""
+        return self._batches(limit, SyntheticMarket.row_batches)
+
+    def _batches(self, limit: int, make: Callable[[SyntheticMarket, int], Iterator[T]]) -> Iterator[T] | None:
         if len(self.markets) != 1:
             return None
         (m,) = self.markets
 
-        def batches() -> Iterator[bytes]:
-            yield from m.encoded(limit)
+        def batches() -> Iterator[T]:
+            yield from make(m, limit)
             self._heads[0] = m.ahead
 
         return batches()

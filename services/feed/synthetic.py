@@ -20,15 +20,18 @@ kernel its arrays and turns its rows into events, a batch at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
 from common.events import BookDelta, BookSnapshot, Trade, _Body
+from common.hotpath import rowbatch
 from common.hotpath import synth as K
 from common.units import BUILTIN, SymbolSpec
 
 Item = tuple[int, _Body]
+T = TypeVar("T")
 
 START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 FIRST_UPDATE_ID = 1_000_000
@@ -206,27 +209,55 @@ class SyntheticMarket:
     def encoded(self, limit: int) -> Iterator[bytes]:
         """The first `limit` items as msgpack arrays of (event_ns, body), one per kernel call,
         byte for byte what msgspec makes of the items() objects, made without them. Then the
-        next item is generated and held in `ahead`, as a source that reads one item ahead
-        holds it (should the market fail making it, the error raises here, as items()
+        next item is held in `ahead` (see _limited)."""
+        out = np.zeros(0, dtype=np.uint8)
+
+        def encode(take: int, nl: int) -> bytes:
+            nonlocal out
+            room = K.msgpack_bound(take, nl, len(self._sym))
+            if room > len(out):
+                out = np.zeros(room, dtype=np.uint8)
+            n = K.synth_msgpack(self._ev, self._lv, take, self._sym, _TAGS, out)
+            if n < 0:
+                raise RuntimeError(f"{self.symbol}: the synthetic market's encoding outgrew its bound")
+            return out[:n].tobytes()
+
+        return self._limited(limit, encode)
+
+    def row_batches(self, limit: int) -> Iterator[np.ndarray]:
+        """The first `limit` items as row batches (common.hotpath.rowbatch: the backtest's
+        market run reads them as they are), one per kernel call; then the next item is held
+        in `ahead` (see _limited)."""
+        sym = self.symbol.encode()
+
+        def rows(take: int, nl: int) -> np.ndarray:
+            # (room for the call's level rows: more than take events use where the limit cuts it)
+            words, out, flat = rowbatch.allocate(sym, take, 2 * nl)
+            most = K.synth_rows(self._ev, self._lv, take, out, flat)
+            if most < 0:
+                raise RuntimeError(f"{self.symbol}: the synthetic market made a time, price or qty beyond 2**62")
+            words[rowbatch.MOST] = most
+            return words
+
+        return self._limited(limit, rows)
+
+    def _limited(self, limit: int, make: Callable[[int, int], T]) -> Iterator[T]:
+        """make(events, level rows) of each kernel call's first events, until `limit` items.
+        Then the next item is generated and held in `ahead`, as a source that reads one item
+        ahead holds it (should the market fail making it, the error raises here, as items()
         raises there)."""
         if limit < 1:
-            raise ValueError(f"encoded(limit) needs limit >= 1, got {limit}")
+            raise ValueError(f"a batch limit needs limit >= 1, got {limit}")
         self.ahead: Item | None = None
-        out = np.zeros(0, dtype=np.uint8)
         left = limit
         calls = self._calls()
         for ne, nl in calls:
             take = min(ne, left)
             if take:
-                room = K.msgpack_bound(take, nl, len(self._sym))
-                if room > len(out):
-                    out = np.zeros(room, dtype=np.uint8)
-                n = K.synth_msgpack(self._ev, self._lv, take, self._sym, _TAGS, out)
-                if n < 0:
-                    raise RuntimeError(f"{self.symbol}: the synthetic market's encoding outgrew its bound")
+                payload = make(take, nl)
                 self._last = self._ev[take - 1].tolist()
                 left -= take
-                yield out[:n].tobytes()
+                yield payload
             if left == 0:
                 while take == ne:  # one more call for the item after the last (an error raises)
                     ne, nl = next(calls)

@@ -1,11 +1,14 @@
-"""Raw batches: an input already in msgpack runs exactly as its items do.
+"""Raw and row batches: an input already in msgpack, or in the market run's rows, runs
+exactly as its items do.
 
 The synthetic market gives its items as msgpack batches made by its kernel
-(Input.raw_batches), and a read-ahead child passes batches on undecoded;
-the market run scans the bytes and decodes a batch only when a core needs
-one of its items. Against the same input given item by item: the same
-report (input accounting and market-run counts included), the same equity
-CSV, fills and core hashes, with the market run and without it.
+(Input.raw_batches) and as row batches (Input.row_batches, which the run
+prefers where the market run covers it), and a read-ahead child passes either
+on undecoded; the market run scans the bytes (or takes the rows as they are)
+and decodes a batch only when a core needs one of its items. Against the same
+input given item by item: the same report (input accounting and market-run
+counts included), the same equity CSV, fills and core hashes, with the market
+run and without it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 
 from common import config
+from common.hotpath.rowbatch import RowBatch
 from common.units import BUILTIN
 from services.backtest import report
 from services.backtest import run as run_mod
@@ -28,10 +32,23 @@ CFG = {"risk": {"max_consecutive_losses": 1_000_000}}
 
 
 class _ItemsOnly(SyntheticInput):
-    """The synthetic market without its raw batches: every item made as an object."""
+    """The synthetic market without its raw or row batches: every item made as an object."""
 
     def raw_batches(self) -> None:
         return None
+
+    def row_batches(self) -> None:
+        return None
+
+
+class _RawOnly(SyntheticInput):
+    """The synthetic market's msgpack batches, not its row batches."""
+
+    def row_batches(self) -> None:
+        return None
+
+
+BATCHED = {"raw": _RawOnly, "rows": SyntheticInput}
 
 
 def _same(a: Any, b: Any, tmp_path: Any) -> None:
@@ -46,23 +63,27 @@ def _same(a: Any, b: Any, tmp_path: Any) -> None:
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+@pytest.mark.parametrize("batched", sorted(BATCHED))
 @pytest.mark.parametrize("market_run", [True, False])
 @pytest.mark.parametrize("fill_model", ["queue", "touch"])
-def test_raw_batches_give_the_item_paths_run(fill_model: str, market_run: bool, tmp_path: Any) -> None:
+def test_batches_give_the_item_paths_run(fill_model: str, market_run: bool, batched: str, tmp_path: Any) -> None:
     cfg = config.from_dict(CFG)
     feed = cfg.feed
     items = run_backtest(cfg, _ItemsOnly(9_000, 3, BUILTIN, feed), fill_model, market_run=market_run)
-    raw_in = SyntheticInput(9_000, 3, BUILTIN, feed)
-    assert raw_in.raw_batches() is not None
-    raw = run_backtest(cfg, SyntheticInput(9_000, 3, BUILTIN, feed), fill_model, market_run=market_run)
+    probe = BATCHED[batched](9_000, 3, BUILTIN, feed)
+    assert (probe.raw_batches() if batched == "raw" else probe.row_batches()) is not None
+    raw = run_backtest(cfg, BATCHED[batched](9_000, 3, BUILTIN, feed), fill_model, market_run=market_run)
     _same(items, raw, tmp_path)
 
 
 @pytest.mark.skipif(not available(), reason="prefetching needs fork")
-def test_read_ahead_raw_batches_give_the_item_paths_run(tmp_path: Any) -> None:
+@pytest.mark.parametrize("batched", sorted(BATCHED))
+def test_read_ahead_batches_give_the_item_paths_run(batched: str, tmp_path: Any) -> None:
     cfg = config.from_dict(CFG)
     items = run_backtest(cfg, _ItemsOnly(9_000, 3, BUILTIN, cfg.feed), "queue")
-    ahead = run_backtest(cfg, Prefetched(SyntheticInput(9_000, 3, BUILTIN, cfg.feed)), "queue")
+    inp = Prefetched(BATCHED[batched](9_000, 3, BUILTIN, cfg.feed))
+    assert (inp.row_batches() is not None) == (batched == "rows")
+    ahead = run_backtest(cfg, inp, "queue")
     ahead.report["input"] = ahead.report["input"].replace(" (read ahead in a child process)", "")
     _same(items, ahead, tmp_path)
 
@@ -78,7 +99,7 @@ def test_a_batch_is_decoded_only_when_a_core_needs_one_of_its_items(monkeypatch:
 
     monkeypatch.setattr(run_mod, "decode_batch", counting)
     cfg = config.load()  # mesh.toml: the strategy acts now and then, not every few hundred events
-    inp = SyntheticInput(200_000, 3, BUILTIN, cfg.feed)
+    inp = _RawOnly(200_000, 3, BUILTIN, cfg.feed)
     batches = sum(1 for _ in SyntheticInput(200_000, 3, BUILTIN, cfg.feed).raw_batches())  # type: ignore[union-attr]
     res = run_backtest(cfg, inp, "queue")
     assert res.report["events"] == 200_000
@@ -88,3 +109,22 @@ def test_a_batch_is_decoded_only_when_a_core_needs_one_of_its_items(monkeypatch:
     assert len(decoded) < batches // 4, f"{len(decoded)} of {batches} batches decoded"
     mr = res.report["market_run"]
     assert mr["events"] > 0.95 * 200_000, mr
+
+
+def test_a_row_batch_makes_its_items_only_when_a_core_needs_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[int] = []
+    real = RowBatch.items
+
+    def counting(self: RowBatch) -> list:
+        out = real(self)
+        made.append(len(out))
+        return out
+
+    monkeypatch.setattr(RowBatch, "items", counting)
+    cfg = config.load()
+    batches = sum(1 for _ in SyntheticInput(200_000, 3, BUILTIN, cfg.feed).row_batches())  # type: ignore[union-attr]
+    res = run_backtest(cfg, SyntheticInput(200_000, 3, BUILTIN, cfg.feed), "queue")
+    assert res.report["events"] == 200_000
+    assert made, "the first batch goes through Python, so its items are made"
+    assert len(made) < batches // 4, f"{len(made)} of {batches} batches made into items"
+    assert res.report["market_run"]["events"] > 0.95 * 200_000

@@ -26,12 +26,13 @@ SYM = "BTCUSDT"
 
 
 def _fake_run():
-    """What MarketRun._encode and _scan read of their instance, for SYM."""
+    """What MarketRun._encode, _scan and _room read of their instance, for SYM."""
     f = types.SimpleNamespace()
     f._evs = np.zeros((fastpath.CHUNK, K.RK_COLS), dtype=np.int64)
     f._flat = np.zeros(fastpath.CHUNK * 8, dtype=np.int64)
     f._sym = SYM.encode()
     f._scan = lambda buf, n: fastpath.MarketRun._scan(f, buf, n)
+    f._room = lambda rows: fastpath.MarketRun._room(f, rows)
     f.lv = np.zeros((64, 3), dtype=np.int64)
     f.vlv = f.lv.copy()
     return f

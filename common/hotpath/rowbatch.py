@@ -1,0 +1,101 @@
+"""Row batches: market events handed to the backtest's market run as its int64 rows.
+
+A backtest on the synthetic market used to carry its events as msgpack: the
+generator's kernel wrote the bytes (`synth.synth_msgpack`, about 50 ns an
+event) and the market run scanned them back into its rows (`scan_items`,
+about 60 ns). The generator can write those rows itself (`synth.synth_rows`),
+so neither runs. A batch is one int64 array, so a pipe carries it as one
+message and the receiver reads it where it landed:
+
+* words ``[0:HEAD]``: TAG (its first byte b"R", so a pipe's reader can tell a
+  batch from its other messages), n (events), nflat (level values), most
+  (level rows of the largest book event), the symbol's length in bytes;
+* the symbol's UTF-8, zero-padded to whole words;
+* rows: n * RK_COLS words, ``common.hotpath.market_run``'s evs layout, with
+  RK_D holding a book event's update id and a trade's id (the run reads RK_D
+  of a best bid/offer only, and the generator makes none);
+* flat: nflat words, the book events' (price, qty) pairs, which rows' RK_OFF
+  index.
+
+`RowBatch.items()` makes the (event_ns, body) items back, equal to the ones
+the generator's own `items()` gives; that needs a delta's first and last ids
+to be equal (RK_D holds one), as they are in the synthetic market.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.events import BookDelta, BookSnapshot, Trade, _Body
+from common.hotpath import market_run as K
+
+HEAD = 5
+TAG = ord("R")  # word 0, little-endian: the batch's first byte is b"R"
+_W = 8  # bytes a word
+_PAIR = 16  # bytes a (price, qty) pair
+MOST = 3  # the word the producer writes last
+
+
+def _sym_words(symbol_len: int) -> int:
+    return (symbol_len + _W - 1) // _W
+
+
+def allocate(symbol: bytes, n: int, nflat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's words for n events and nflat level values, its head and symbol written:
+    (words, rows view, flat view). The producer writes rows and flat, then words[MOST]."""
+    s = _sym_words(len(symbol))
+    words = np.zeros(HEAD + s + n * K.RK_COLS + nflat, dtype=np.int64)
+    words[0], words[1], words[2], words[4] = TAG, n, nflat, len(symbol)
+    words[HEAD : HEAD + s].view(np.uint8)[: len(symbol)] = np.frombuffer(symbol, dtype=np.uint8)
+    at = HEAD + s
+    return words, words[at : at + n * K.RK_COLS].reshape(n, K.RK_COLS), words[at + n * K.RK_COLS :]
+
+
+class RowBatch:
+    """One batch, read in place from its words (a writable, aligned int64 buffer)."""
+
+    __slots__ = ("words", "symbol", "n", "most", "rows", "flat")
+
+    def __init__(self, words: np.ndarray) -> None:
+        if len(words) < HEAD or words[0] != TAG:
+            raise ValueError(f"not a row batch: {len(words)} words, the first {words[0] if len(words) else None}")
+        _, n, nflat, most, ls = (int(x) for x in words[:HEAD])
+        s = _sym_words(ls)
+        if n < 0 or nflat < 0 or ls < 0 or len(words) != HEAD + s + n * K.RK_COLS + nflat:
+            raise ValueError(f"a row batch's head ({n}, {nflat}, {most}, {ls}) does not match its {len(words)} words")
+        self.words = words
+        self.symbol = words[HEAD : HEAD + s].tobytes()[:ls].decode()
+        self.n = n
+        self.most = most
+        at = HEAD + s
+        self.rows = words[at : at + n * K.RK_COLS].reshape(n, K.RK_COLS)
+        self.flat = words[at + n * K.RK_COLS :]
+
+    @classmethod
+    def parse(cls, buf: bytes | bytearray | memoryview) -> RowBatch:
+        """A batch from a received buffer; copied once if numpy cannot read it in place as
+        writable, aligned int64s (numba compiles once per array flavour)."""
+        words = np.frombuffer(buf, dtype=np.int64)
+        if not (words.flags.writeable and words.flags.aligned):
+            words = words.copy()
+        return cls(words)
+
+    def items(self) -> list[tuple[int, _Body]]:
+        """The batch's (event_ns, body) items."""
+        sym = self.symbol
+        fb = self.flat.tobytes()
+        out: list[tuple[int, _Body]] = []
+        for kind, ts, a, b, c, ident in self.rows.tolist():
+            if kind == K.RK_TRADE:
+                out.append((ts, Trade(sym, ident, a, b, c != 0)))
+                continue
+            lo = a * _W
+            mid = lo + b * _PAIR
+            bids, asks = fb[lo:mid], fb[mid : mid + c * _PAIR]
+            if kind == K.RK_DELTA:
+                out.append((ts, BookDelta(sym, ident, ident, bids, asks)))
+            elif kind == K.RK_SNAPSHOT:
+                out.append((ts, BookSnapshot(sym, ident, bids, asks)))
+            else:
+                raise ValueError(f"a row batch holds a row of kind {kind}: only deltas, snapshots and trades")
+        return out
