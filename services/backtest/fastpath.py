@@ -30,7 +30,7 @@ from __future__ import annotations
 import array
 import itertools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -214,7 +214,7 @@ class MarketRun:
             evs = evs.copy()
             evs[:, K.RK_KIND] = K.RK_OTHER
         self._room(batch.most)
-        self._rows(evs, batch.flat, batch.n, _Lazy(batch, RowBatch.items))
+        self._rows(evs, batch.flat, batch.n, batch)  # (a batch makes item i when asked for it)
         return batch.n
 
     def _rows(self, evs: np.ndarray, flat: np.ndarray, n: int, chunk: _Items) -> None:
@@ -429,11 +429,11 @@ class MarketRun:
 
 
 class _Lazy:
-    """A batch's items, decoded on first use (a batch the kernel takes whole never is)."""
+    """A raw batch's items, decoded on first use (a batch the kernel takes whole never is)."""
 
     __slots__ = ("buf", "decode", "items")
 
-    def __init__(self, buf: Any, decode: Callable[[Any], list[tuple[int, E._Body]]]) -> None:
+    def __init__(self, buf: bytes, decode: Callable[[bytes], list[tuple[int, E._Body]]]) -> None:
         self.buf = buf
         self.decode = decode
         self.items: list[tuple[int, E._Body]] | None = None
@@ -444,7 +444,7 @@ class _Lazy:
         return self.items[i]
 
 
-_Items = list[tuple[int, E._Body]] | _Lazy
+_Items = list[tuple[int, E._Body]] | _Lazy | RowBatch
 
 
 def run_raw(
