@@ -71,7 +71,17 @@ from common.hotpath.dtypes import (
     SIDE_ASK,
     SIDE_BID,
 )
-from common.hotpath.kernels import _le_i64, _on_book, best_px, book_apply_rows, book_copy, book_same, kernel, on_trade
+from common.hotpath.kernels import (
+    _le_i64,
+    _on_book,
+    best_px,
+    book_apply_rows,
+    book_copy,
+    book_same,
+    inline_kernel,
+    kernel,
+    on_trade,
+)
 from common.hotpath.venue import venue_qty
 
 # evs columns
@@ -203,7 +213,7 @@ def _px_or_0(px):
     return px if px > 0 else 0
 
 
-@kernel
+@inline_kernel
 def _feed_rows(lv, flat, off, nb, na):
     """The event's pairs -> level rows lv[0:nb+na] (side, px, qty), bids first."""
     for j in range(nb + na):
@@ -213,7 +223,7 @@ def _feed_rows(lv, flat, off, nb, na):
     return nb + na
 
 
-@kernel
+@inline_kernel
 def _venue_rows(vlv, lv, n, add, pct, step, delta):
     """common.hotpath.venue's transform of level rows: price + add, qty scaled and floored
     to the lot; a row whose price is not > 0 is dropped, and (unless delta) one whose qty
@@ -276,7 +286,7 @@ def _venue_shared(shared, v):
     return 1 if v < SH_VENUES and (shared >> v) & SH_VENUE != 0 else 0
 
 
-@kernel
+@inline_kernel
 def _venue_stops(evs, i, flat, t, vcfg, rest, vbooks, touch, book, shared):
     """1 if a venue must handle event i in Python (see the module's docstring). A venue
     sharing the strategy's book (shared) reads that one: its own is stale until the run ends."""
@@ -331,7 +341,7 @@ def _may_touch(evs, i, flat, vcfg, v, rest, book):
     return 0
 
 
-@kernel
+@inline_kernel
 def _venue_book(book, lv, vlv, n, vcfg, v, rest, snapshot, touch, bad):
     """Venue v's side of a book event: its transform, its ladder, and under the queue model
     the queue ahead of its resting orders (a delta moves only the levels it names; a
