@@ -27,7 +27,7 @@ int64 (see `services.feed.synthetic`).
 
 from __future__ import annotations
 
-from common.hotpath.kernels import kernel
+from common.hotpath.kernels import inline_kernel, kernel
 from common.hotpath.market_run import (
     BIG,
     RK_A,
@@ -105,7 +105,7 @@ def need_random(levels):
     return 32 + 4 * levels
 
 
-@kernel
+@inline_kernel
 def _u32(st, rnd):
     """The next random number. Past the end (the bound in need_random broken): 0, and the
     step is refused, rather than a read outside the array."""
@@ -117,12 +117,12 @@ def _u32(st, rnd):
     return rnd[i]
 
 
-@kernel
+@inline_kernel
 def _below(st, rnd, n):
     return (_u32(st, rnd) * n) >> 32
 
 
-@kernel
+@inline_kernel
 def _lower(keys, s, n, k):
     lo = 0
     hi = n
@@ -135,7 +135,7 @@ def _lower(keys, s, n, k):
     return lo
 
 
-@kernel
+@inline_kernel
 def _put(keys, vals, st, at, s, k, v, drop_zero):
     """Key k of side s's sorted run (its length in st[at + s]) to v; v == 0 removes it if drop_zero."""
     n = st[at + s]
@@ -162,7 +162,7 @@ def _put(keys, vals, st, at, s, k, v, drop_zero):
     st[at + s] = n + 1
 
 
-@kernel
+@inline_kernel
 def _set(st, bk, bq, ck, cq, s, px, qty):
     """A level of side s to qty (0 removes it), remembered as changed this step."""
     k = -px if s == 0 else px
@@ -170,12 +170,12 @@ def _set(st, bk, bq, ck, cq, s, px, qty):
     _put(ck, cq, st, ST_CN, s, k, qty, False)
 
 
-@kernel
+@inline_kernel
 def _px(bk, s, i):
     return -bk[s, i] if s == 0 else bk[s, i]
 
 
-@kernel
+@inline_kernel
 def _queue(st, rnd, depth):
     """A queue: 0.2-0.6 BTC at the touch, a quarter more per level down, on the step grid."""
     base = 20_000_000 + _below(st, rnd, 40_000_000)
@@ -186,7 +186,7 @@ def _queue(st, rnd, depth):
     return max(q, step)
 
 
-@kernel
+@inline_kernel
 def _refill(st, bk, bq, ck, cq, rnd, regimes):
     """Each side back to `levels` levels: the far end trimmed, or extended with fresh queues."""
     levels = st[ST_LEVELS]
@@ -212,7 +212,7 @@ def _refill(st, bk, bq, ck, cq, rnd, regimes):
             _set(st, bk, bq, ck, cq, s, far, _queue(st, rnd, st[ST_N + s]))
 
 
-@kernel
+@inline_kernel
 def _chance(st, rnd, ppm):
     return _below(st, rnd, 1_000_000) < ppm
 
@@ -259,7 +259,7 @@ def _move(st, bk, bq, ck, cq, rnd, max_jump):
     return True
 
 
-@kernel
+@inline_kernel
 def _requote(st, bk, bq, ck, cq, rnd):
     """A queue changes size (orders join or cancel), near the touch more often. False: the side was empty."""
     s = 0 if _below(st, rnd, 2) == 0 else 1
@@ -283,14 +283,14 @@ def _requote(st, bk, bq, ck, cq, rnd):
     return True
 
 
-@kernel
+@inline_kernel
 def _made(st, ev, e, kind):
     st[ST_MADE + kind] += 1
     for k in range(3):
         ev[e, EV_MADE + k] = st[ST_MADE + k]
 
 
-@kernel
+@inline_kernel
 def _emit(st, ev, e, kind, ident, lv, nl, bk, bq, nb, na):
     """Event row e (a book event) with the side arrays' first nb bids and na asks as its levels."""
     ev[e, EV_KIND] = kind
@@ -313,7 +313,7 @@ def _emit(st, ev, e, kind, ident, lv, nl, bk, bq, nb, na):
     return nl
 
 
-@kernel
+@inline_kernel
 def _trade(st, bk, bq, ck, cq, rnd, sizes, ev, e):
     """A trade at the touch into row e (its book change follows it). False: the side was empty."""
     if st[ST_BLEFT] == 0 and _chance(st, rnd, BURST_START_PPM):
@@ -357,7 +357,7 @@ def _trade(st, bk, bq, ck, cq, rnd, sizes, ev, e):
     return True
 
 
-@kernel
+@inline_kernel
 def _step(st, bk, bq, ck, cq, rnd, expq, regimes, sizes, ev, e):
     """One market event's state change; returns events written at row e (0-2), or -1 on an empty side."""
     if _below(st, rnd, 1_000_000) < REGIME_SWITCH_PPM:
