@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -106,3 +107,16 @@ def test_an_input_without_row_batches_is_not_read_ahead_as_rows() -> None:
     assert prefetch.Prefetched(_ItemsOnly(10, 1, BUILTIN, cfg.feed)).row_batches() is None
     two = config.from_dict({"feed": {"symbols": ["BTCUSDT", "ETHUSDT"]}})
     assert SyntheticInput(10, 1, BUILTIN, two.feed).row_batches() is None  # merged markets: items only
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_the_read_ahead_pipe_holds_several_batches() -> None:
+    import fcntl
+
+    recv, send = multiprocessing.Pipe(duplex=False)
+    prefetch._widen(send)
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    want = prefetch.PIPE_BYTES if limit >= prefetch.PIPE_BYTES else 1 << 16  # (else left as it was)
+    assert fcntl.fcntl(recv.fileno(), fcntl.F_GETPIPE_SZ) == want
+    recv.close()
+    send.close()
