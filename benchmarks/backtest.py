@@ -11,7 +11,12 @@
    CPU time is counted in events_per_cpu_s) and once generated beforehand
    (the engine alone). A 20,000-event pilot estimates
    the rate first; if N would take longer than --budget-s, N is cut to what
-   fits, and the count used is printed and recorded.
+   fits, and the count used is printed and recorded. Under mesh.toml the
+   risk's loss-streak breaker stops the strategy quoting early in the run
+   (a few dozen orders in 1M events), so most of it is market data no core
+   answers; a third run, with the breaker off (risk.max_consecutive_losses
+   1,000,000), has the strategy trading to the end: what the order path
+   costs.
 2. Ours, real: both BTCUSDT captures (2024-08-08 then -09) as one session:
    once with the raw JSON parsed by the feed's Normalizer inside the clock
    (read ahead in a child process, as the CLI does by default on 2+ CPUs),
@@ -46,6 +51,7 @@ depth level), reported beside its per-event figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -73,7 +79,9 @@ def ours(kind: str, arg: object) -> dict[str, object]:
     from services.backtest.run import run_backtest
 
     cfg = config.load(ROOT / "mesh.toml")
-    if kind in ("synthetic", "synthetic_preloaded"):
+    if kind == "synthetic_trading":
+        cfg = dataclasses.replace(cfg, risk=dataclasses.replace(cfg.risk, max_consecutive_losses=1_000_000))
+    if kind in ("synthetic", "synthetic_preloaded", "synthetic_trading"):
         inp = SyntheticInput(int(arg), cfg.feed.seed, BUILTIN, cfg.feed)  # type: ignore[call-overload]
         if kind == "synthetic_preloaded":  # generated first, outside the clock: the engine alone
             inp = _PreloadedRows(inp)
@@ -86,7 +94,7 @@ def ours(kind: str, arg: object) -> dict[str, object]:
     from services.backtest import prefetch
     from services.backtest.engine import warm_up
 
-    read_ahead = kind in ("synthetic", "capture") and prefetch.by_default()
+    read_ahead = kind in ("synthetic", "synthetic_trading", "capture") and prefetch.by_default()
     if read_ahead:  # as the CLI does by default: the input is read in a child process
         inp = prefetch.Prefetched(inp)
     warm_up()
@@ -330,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     results["ours_synthetic_preloaded"] = pre_syn
     print(f"  ours, generated beforehand: {pre_syn['events']:,} events in {pre_syn['wall_s']} s = "
           f"{pre_syn['events_per_s']:,} events/s ({pre_syn['events_per_cpu_s']:,} events per CPU-s)", flush=True)
+    trading = ours("synthetic_trading", n)
+    results["ours_synthetic_trading"] = trading
+    print(f"  ours, the loss-streak breaker off (the strategy trades to the end): {trading['events']:,} events in "
+          f"{trading['wall_s']} s = {trading['events_per_s']:,} events/s, {trading['orders']:,} orders, "
+          f"{trading['fills']:,} fills (mesh.toml: {syn['orders']:,} orders, {syn['fills']:,} fills)", flush=True)
 
     if all(c.exists() for c in CAPTURE):
         cap = ours("capture", CAPTURE)
