@@ -13,8 +13,8 @@ engine then spent on it). An input that makes its own batches
 `row_batches()` hands over an input's row batches (`Input.row_batches`, the
 market run's own rows) in shared memory: the child copies each into a free
 slot of a ring mapped before the fork and sends the slot's number; the parent
-reads the batch where it lies and hands the slot back when it asks for the
-next batch. Through the pipe, each batch was copied into the kernel and out
+reads the batch where it lies and hands the slot back when it is asked for
+the next batch, before it waits for one. Through the pipe, each batch was copied into the kernel and out
 again (about 20 us a batch on the parent's side). A batch larger than a
 slot goes through the pipe instead, received into one reused buffer.
 
@@ -97,7 +97,7 @@ def _produce(inner: Input, recv: Any, conn: Any, batch: int, ring: _Ring | None)
             conn.send_bytes(_ITEMS + _enc.encode(buf))
         buf.clear()
         conn.send_bytes(_DONE + pickle.dumps(inner.accounting()))
-    except (BrokenPipeError, ConnectionResetError, EOFError):
+    except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped reading (or handing slots back): nothing to report to
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         if not sending:
@@ -151,21 +151,23 @@ class _Ring:
         if n > SLOT_BYTES:
             return None
         if not self.free:
-            self.free.append(int.from_bytes(self.back_recv.recv_bytes(), "little"))
+            try:
+                self.free.append(int.from_bytes(self.back_recv.recv_bytes(), "little"))
+            except EOFError:  # the parent is gone: as a send to it would fail
+                raise BrokenPipeError("the parent stopped handing slots back") from None
         k = self.free.pop()
         memoryview(self.mem)[k * SLOT_BYTES : k * SLOT_BYTES + n] = memoryview(words).cast("B")
         return _SLOT + k.to_bytes(4, "little") + n.to_bytes(4, "little")
 
     def take(self, payload: memoryview) -> memoryview:
-        """(parent) The batch a slot message names, where it lies; the slot of the batch
-        given before is handed back (the caller has asked for the next, so is done with it)."""
-        self.release()
+        """(parent) The batch a slot message names, where it lies, held until release()."""
         k = int.from_bytes(payload[:4], "little")
         n = int.from_bytes(payload[4:8], "little")
         self.held = k
         return memoryview(self.mem)[k * SLOT_BYTES : k * SLOT_BYTES + n]
 
     def release(self) -> None:
+        """(parent) The held slot back to the child: its batch is done with."""
         if self.held is not None:
             k, self.held = self.held, None
             try:
@@ -234,6 +236,10 @@ class Prefetched(Input):
         try:
             buf = bytearray(1 << 16)
             while True:
+                if ring is not None:
+                    # Asked for the next batch, so done with the one given last: its slot goes
+                    # back before we wait (a child that waits for a slot must get one).
+                    ring.release()
                 try:
                     if rows:
                         msg, buf = _receive_into(recv, buf)
@@ -246,8 +252,6 @@ class Prefetched(Input):
                 if kind == _SLOT and ring is not None:
                     yield ring.take(payload)
                 elif kind == _ROWS:
-                    if ring is not None:
-                        ring.release()  # (this batch came through the pipe: the last slot is free)
                     yield msg
                 elif kind == _ITEMS:
                     yield payload

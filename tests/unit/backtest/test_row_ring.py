@@ -4,7 +4,7 @@ The child copies each row batch into a free slot of a ring mapped before the
 fork and sends the slot's number; the parent reads the batch in place and
 hands the slot back when it asks for the next. Whatever the slot size and
 count (a batch too large for a slot goes through the pipe), the run is the
-one inline; a ring of two slots makes the child wait for slots to come back
+one inline; a ring of one or two slots makes the child wait for slots to come back
 (a slot never handed back would hang it); stopping early ends the child; an
 error in the child arrives after the batches made before it.
 """
@@ -39,7 +39,7 @@ def _view(res: Any) -> dict:
     return rep
 
 
-@pytest.mark.parametrize(("slots", "slot_bytes"), [(8, 1 << 18), (2, 1 << 18), (3, 60_000), (8, 1 << 12)])
+@pytest.mark.parametrize(("slots", "slot_bytes"), [(8, 1 << 18), (2, 1 << 18), (1, 1 << 18), (3, 60_000), (8, 1 << 12)])
 def test_any_ring_gives_the_inline_run(slots: int, slot_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[int] = []
     take = prefetch._Ring.take
