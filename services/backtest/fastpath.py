@@ -4,10 +4,10 @@
 batches, see `Input.raw_batches`; `Engine.run_rows`: in row batches, see
 `Input.row_batches`). `MarketRun.chunk` encodes a chunk's market events as
 int64 rows (`chunk_raw` scans a batch's bytes as they are, `chunk_rows`
-takes a row batch's rows as they are) and lets `common.hotpath.market_run` apply them to every core's
-arrays (the strategy's state and book, risk's and the router's ladders,
-each simulated venue's ladder and the queue ahead of our resting orders)
-until an event that needs Python: then the engine's own per-event path
+takes a row batch's rows as they are) and lets `common.hotpath.market_run`
+apply them to every core's arrays (the strategy's state and book, risk's and
+the router's ladders, each simulated venue's ladder and the queue ahead of
+our resting orders) until an event that needs Python: then the engine's own per-event path
 (`Engine._one`) takes that event, exactly as it would have without this
 module, and the kernel goes on after it. After each kernel call the
 counters it kept (clock, seq, Lamport time, events per type, tops, rows

@@ -14,9 +14,10 @@ engine then spent on it). An input that makes its own batches
 market run's own rows) in shared memory: the child copies each into a free
 slot of a ring mapped before the fork and sends the slot's number; the parent
 reads the batch where it lies and hands the slot back when it is asked for
-the next batch, before it waits for one. Through the pipe, each batch was copied into the kernel and out
-again (about 20 us a batch on the parent's side). A batch larger than a
-slot goes through the pipe instead, received into one reused buffer.
+the next batch, before it waits for one. (Through the pipe, each batch was
+copied into the kernel and out again: about 20 us a batch on the parent's
+side.) A batch larger than a slot goes through the pipe instead, received
+into one reused buffer.
 
 Nothing about the run changes: the items are the same objects, decoded from
 their own encoding, in the same order (one producer, one FIFO pipe), and the
@@ -74,7 +75,10 @@ def _produce(inner: Input, recv: Any, conn: Any, batch: int, ring: _Ring | None)
     try:
         raw = None if ring is not None else inner.raw_batches()
         if ring is not None:
-            for b in inner.row_batches() or ():
+            made = inner.row_batches()
+            if made is None:  # (the parent asked before the fork: the same input says the same)
+                raise RuntimeError(f"{inner.describe()} made no row batches in the read-ahead child")
+            for b in made:
                 msg = ring.put(b.words)
                 sending = True
                 conn.send_bytes(msg if msg is not None else b.words.view(np.uint8))  # (its first byte is _ROWS)
@@ -215,7 +219,8 @@ class Prefetched(Input):
 
     def row_batches(self) -> Iterator[RowBatch] | None:
         """The inner input's row batches, made in the child; None if it makes none. Each is
-        read where it was received, in a buffer the next one reuses."""
+        read where it arrived (its ring slot, or the receive buffer), which a later batch
+        reuses once the next is asked for."""
         if self.inner.row_batches() is None:  # (a generator not started: nothing made)
             return None
         return (RowBatch.parse(payload) for payload in self._payloads(rows=True))

@@ -106,3 +106,22 @@ def test_an_error_arrives_after_the_batches_before_it() -> None:
     want = [RowBatch(w).n for w in SyntheticMarket(2).row_batches(10_000)][:4]
     assert got == want
     assert not multiprocessing.active_children()
+
+
+class _RowsOnlyOnce(_EndlessRows):
+    """Row batches when the parent asks, none when the child does: an empty run must not pass."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def row_batches(self) -> Iterator[RowBatch] | None:  # type: ignore[override]
+        self.asked += 1
+        return super().row_batches() if self.asked == 1 else None
+
+
+def test_a_child_that_gets_no_row_batches_fails_the_run() -> None:
+    it = prefetch.Prefetched(_RowsOnlyOnce()).row_batches()
+    assert it is not None
+    with pytest.raises(RuntimeError, match="made no row batches"):
+        next(it)
+    assert not multiprocessing.active_children()
