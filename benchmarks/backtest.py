@@ -84,7 +84,7 @@ def ours(kind: str, arg: object) -> dict[str, object]:
     if kind in ("synthetic", "synthetic_preloaded", "synthetic_trading"):
         inp = SyntheticInput(int(arg), cfg.feed.seed, BUILTIN, cfg.feed)  # type: ignore[call-overload]
         if kind == "synthetic_preloaded":  # generated first, outside the clock: the engine alone
-            inp = _PreloadedRows(inp)
+            inp = _PreloadedRows(inp) if inp.row_batches() is not None else _Preloaded(inp)
     else:
         inp = CaptureInput([str(p) for p in arg], BUILTIN, cfg.feed)  # type: ignore[attr-defined]
         if kind == "capture_preloaded":  # parse the JSON first, outside the clock (as hftbacktest's data is)

@@ -50,7 +50,6 @@ SLOTS = 8  # ring slots: enough for the child to run a few batches ahead
 SLOT_BYTES = 1 << 18  # a synthetic batch of 1,024 events is about 74 KB
 BATCH = 1024  # items per pipe message: large enough to amortize a message, small enough to start at once
 _ITEMS, _DONE, _ERROR, _SLOT = b"I", b"D", b"E", b"S"
-_ROWS = rowbatch.TAG.to_bytes(1, "little")  # a row batch's first byte
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -81,7 +80,7 @@ def _produce(inner: Input, recv: Any, conn: Any, batch: int, ring: _Ring | None)
             for b in made:
                 msg = ring.put(b.words)
                 sending = True
-                conn.send_bytes(msg if msg is not None else b.words.view(np.uint8))  # (its first byte is _ROWS)
+                conn.send_bytes(msg if msg is not None else b.words.view(np.uint8))  # (rowbatch.HEAD_BYTES first)
                 sending = False
         elif raw is not None:  # already encoded, whole batches
             for payload in raw:
@@ -256,7 +255,7 @@ class Prefetched(Input):
                 kind, payload = msg[:1], msg[1:]
                 if kind == _SLOT and ring is not None:
                     yield ring.take(payload)
-                elif kind == _ROWS:
+                elif msg[:8] == rowbatch.HEAD_BYTES:  # a row batch too large for a slot
                     yield msg
                 elif kind == _ITEMS:
                     yield payload

@@ -59,6 +59,7 @@ _TRADE_SIZES = ((1, 30), (5, 20), (10, 15), (20, 12), (50, 10), (100, 6), (250, 
 
 BATCH = 1024  # items per kernel call
 _RANDOM_BLOCK = 4096  # uint32 draws per numpy call: any even size gives the same stream (see _draw)
+assert _RANDOM_BLOCK % 2 == 0
 _LEVEL_BYTES = 16  # a level row: price, qty as little-endian int64s (events.pack_pairs' layout)
 _I64_ROOM = 1 << 62
 
@@ -164,7 +165,7 @@ class SyntheticMarket:
             # (pcg64_next32), and a block is even, so no half is left over between calls.
             raw = self._gen.bit_generator.random_raw(_RANDOM_BLOCK // 2)
             parts.append(raw.astype("<u8", copy=False).view("<u4").astype(np.int64))
-            n += _RANDOM_BLOCK
+            n += len(parts[-1])
         self._rnd = np.concatenate(parts)
         st[K.ST_RI] = 0
         st[K.ST_RN] = n
@@ -239,7 +240,7 @@ class SyntheticMarket:
             words, out, flat = rowbatch.allocate(sym, take, 2 * nl)
             most = K.synth_rows(self._ev, self._lv, take, out, flat)
             if most < 0:
-                raise RuntimeError(f"{self.symbol}: the synthetic market made a time, price or qty beyond 2**62")
+                raise RuntimeError(f"{self.symbol}: the synthetic market made a time, price or qty outside [0, 2**62]")
             words[rowbatch.MOST] = most
             return words
 

@@ -116,7 +116,8 @@ def test_the_read_ahead_pipe_holds_several_batches() -> None:
     recv, send = multiprocessing.Pipe(duplex=False)
     prefetch._widen(send)
     limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-    want = prefetch.PIPE_BYTES if limit >= prefetch.PIPE_BYTES else 1 << 16  # (else left as it was)
-    assert fcntl.fcntl(recv.fileno(), fcntl.F_GETPIPE_SZ) == want
+    size = fcntl.fcntl(recv.fileno(), fcntl.F_GETPIPE_SZ)
+    # (below the limit only a privileged process may widen it; else it is left as it was)
+    assert size == prefetch.PIPE_BYTES or (limit < prefetch.PIPE_BYTES and size == 1 << 16)
     recv.close()
     send.close()

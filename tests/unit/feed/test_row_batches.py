@@ -113,8 +113,44 @@ def test_a_batch_checks_its_head() -> None:
         RowBatch(bad)
     other = words.copy()
     other[5 + 1 + MR.RK_KIND] = MR.RK_BBO  # row 0's kind (head, one symbol word, then rows)
-    with pytest.raises(ValueError, match="kind"):
-        RowBatch(other).items()
+    with pytest.raises(ValueError, match="row 0 .* is not one the market run reads"):
+        RowBatch(other)
+
+
+def _book_batch(nb: int, na: int, nflat: int, most: int, off: int = 0) -> np.ndarray:
+    words, rows, _ = rowbatch.allocate(b"BTCUSDT", 2, nflat)
+    rows[0, MR.RK_KIND] = MR.RK_TRADE
+    rows[1, MR.RK_KIND] = MR.RK_DELTA
+    rows[1, MR.RK_OFF], rows[1, MR.RK_NB], rows[1, MR.RK_NA] = off, nb, na
+    words[rowbatch.MOST] = most
+    return words
+
+
+def test_a_batch_whose_pairs_the_kernel_would_read_or_write_out_of_bounds_is_refused() -> None:
+    assert RowBatch(_book_batch(2, 1, 6, 3)).most == 3  # exactly fits
+    with pytest.raises(ValueError, match="row 1"):
+        RowBatch(_book_batch(2, 1, 6, 3, off=2))  # pairs past flat's end
+    with pytest.raises(ValueError, match="row 1"):
+        RowBatch(_book_batch(2, 2, 8, 3))  # more rows than `most` sizes the level arrays for
+    with pytest.raises(ValueError, match="row 1"):
+        RowBatch(_book_batch(-1, 1, 6, 3))
+    with pytest.raises(ValueError, match="row 1"):
+        RowBatch(_book_batch(1, 1, 6, 3, off=-2))
+    with pytest.raises(ValueError, match="largest book event"):
+        RowBatch(_book_batch(1, 1, 6, 4))  # most beyond what flat could hold
+
+
+def test_a_read_only_or_strided_array_is_copied_to_the_kernel_s_flavour() -> None:
+    import numba
+
+    words = next(SyntheticMarket(4).row_batches(100))
+    want = numba.typeof(RowBatch(words).rows)
+    ro = np.frombuffer(words.tobytes(), dtype=np.int64)
+    assert not ro.flags.writeable
+    assert numba.typeof(RowBatch(ro).rows) == want
+    strided = np.repeat(words, 2)[::2]
+    assert numba.typeof(RowBatch(strided).rows) == want
+    assert RowBatch(strided).items() == RowBatch(words).items()
 
 
 def test_parse_reads_a_writable_buffer_in_place_and_copies_a_read_only_one() -> None:
@@ -129,5 +165,5 @@ def test_parse_reads_a_writable_buffer_in_place_and_copies_a_read_only_one() -> 
 
 def test_a_market_that_breaks_its_bounds_raises_rather_than_send_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(K, "synth_rows", lambda *a: -1)
-    with pytest.raises(RuntimeError, match="beyond 2\\*\\*62"):
+    with pytest.raises(RuntimeError, match="outside \\[0, 2\\*\\*62\\]"):
         next(SyntheticMarket(1).row_batches(10))
