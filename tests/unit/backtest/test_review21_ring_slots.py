@@ -25,6 +25,7 @@ from common.units import BUILTIN
 from services.backtest import prefetch
 from services.backtest.inputs import SyntheticInput
 from services.backtest.run import run_backtest
+from tests.unit.backtest._ring import count_takes
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not prefetch.available(), reason="needs fork")]
 CFG = {"risk": {"max_consecutive_losses": 1_000_000}}
@@ -74,15 +75,7 @@ def test_ring_and_pipe_batches_compile_no_other_market_run(monkeypatch: pytest.M
     assert sizes[0] < sizes[-1]
     slot = sizes[len(sizes) // 2] // 8 * 8  # (a multiple of 8: each slot aligned for int64)
     monkeypatch.setattr(prefetch, "SLOT_BYTES", slot)  # some batches in slots, the larger through the pipe
-    taken: list[int] = []
-    take = prefetch._Ring.take
-
-    def counting(self: prefetch._Ring, payload: Any) -> Any:
-        out = take(self, payload)
-        taken.append(len(out))
-        return out
-
-    monkeypatch.setattr(prefetch._Ring, "take", counting)
+    taken = count_takes(monkeypatch)
     ahead = run_backtest(cfg, prefetch.Prefetched(_inp(12_000)), "queue")
     assert ahead.engine.market is not None and ahead.engine.market.applied > 0
     assert sorted(taken) == [s for s in sizes if s <= slot]

@@ -24,6 +24,7 @@ from services.backtest import prefetch
 from services.backtest.inputs import Input, SyntheticInput
 from services.backtest.run import run_backtest
 from services.feed.synthetic import SyntheticMarket
+from tests.unit.backtest._ring import count_takes
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -41,17 +42,9 @@ def _view(res: Any) -> dict:
 
 @pytest.mark.parametrize(("slots", "slot_bytes"), [(8, 1 << 18), (2, 1 << 18), (1, 1 << 18), (3, 60_000), (8, 1 << 12)])
 def test_any_ring_gives_the_inline_run(slots: int, slot_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[int] = []
-    take = prefetch._Ring.take
-
-    def counting(self: prefetch._Ring, payload: Any) -> Any:
-        out = take(self, payload)
-        taken.append(len(out))
-        return out
-
+    taken = count_takes(monkeypatch)
     monkeypatch.setattr(prefetch, "SLOTS", slots)
     monkeypatch.setattr(prefetch, "SLOT_BYTES", slot_bytes)
-    monkeypatch.setattr(prefetch._Ring, "take", counting)
     cfg = config.from_dict(CFG)
     inline = run_backtest(cfg, SyntheticInput(12_000, 3, BUILTIN, cfg.feed), "queue")
     ahead = run_backtest(cfg, prefetch.Prefetched(SyntheticInput(12_000, 3, BUILTIN, cfg.feed)), "queue")
