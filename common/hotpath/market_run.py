@@ -750,10 +750,9 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
             sv[SV_TOPS_MOVED] = 1
             sv[SV_ROUTER_BAD] += bad if shared & SH_ROUTER != 0 else book_apply_rows(obook, lv, 0, n, snap)
             for v in range(vcfg.shape[0]):
-                if _venue_shared(shared, v) != 0:
-                    _venue_book(book, lv, vlv, n, vcfg, v, rest, snap, touch, bad)
-                else:
-                    _venue_book(vbooks[v], lv, vlv, n, vcfg, v, rest, snap, touch, -1)
+                # One call site: _venue_book is inlined, and two would compile it twice.
+                sh = _venue_shared(shared, v) != 0
+                _venue_book(book if sh else vbooks[v], lv, vlv, n, vcfg, v, rest, snap, touch, bad if sh else -1)
         elif k == RK_TRADE:
             act = on_trade(state, book, params, evs[i, RK_A], evs[i, RK_B], evs[i, RK_C], ts)
             sv[SV_TRADE_NS] = t
