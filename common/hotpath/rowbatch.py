@@ -141,9 +141,7 @@ class RowBatch:
         bids, asks = fb[lo:mid], fb[mid : mid + c * _PAIR]
         if kind == K.RK_DELTA:
             return ts, BookDelta(sym, ident, ident, bids, asks)
-        if kind == K.RK_SNAPSHOT:
-            return ts, BookSnapshot(sym, ident, bids, asks)
-        raise ValueError(f"a row batch holds a row of kind {kind}: only deltas, snapshots and trades")
+        return ts, BookSnapshot(sym, ident, bids, asks)  # (check_rows admitted no other kind)
 
 
 @functools.lru_cache(maxsize=64)

@@ -238,7 +238,7 @@ class Prefetched(Input):
         if ring is not None:
             ring.back_recv.close()  # ... and the only reader of the slots handed back
         try:
-            buf = bytearray(1 << 16)
+            buf = bytearray(1 << 16 if rows else 0)  # (rows only: received into it)
             while True:
                 if ring is not None:
                     # Asked for the next batch, so done with the one given last: its slot goes
