@@ -5,8 +5,12 @@ strategy's kernel decides not to requote, risk and the router only move
 their books, and the simulated exchanges only move theirs (and the queue
 ahead of our resting orders). `market_run` does exactly that work for a run
 of such events, in order, with the very kernels each core calls on its own
-(`_on_book` / `on_trade` on the strategy's arrays, `book_apply_rows` on the
-risk, router and venue ladders), and stops where Python must take over:
+(`_on_book`'s work / `on_trade` on the strategy's arrays, `book_apply_rows` on
+the risk, router and venue ladders), and stops where Python must take over. The
+strategy's book update is `on_book_kept`: `_on_book` with the fair value's side
+sums kept between calls (in sv) and reused where the rows did not reach them:
+the same state, book and action, without the walk to the fifth level. Where it
+stops:
 
 * before an event no rule here covers (another symbol, a torn level pair,
   another body type), and before an event that reaches the next `Clock` or
@@ -72,14 +76,15 @@ from common.hotpath.dtypes import (
     SIDE_BID,
 )
 from common.hotpath.kernels import (
+    FV_LEN,
     _le_i64,
-    _on_book,
     best_px,
     book_apply_rows,
     book_copy,
     book_same,
     inline_kernel,
     kernel,
+    on_book_kept,
     on_trade,
 )
 from common.hotpath.venue import venue_qty
@@ -142,7 +147,8 @@ SV_NONE_LIVE = 42  # I: 1 = the strategy has no live order on the symbol
 SV_N_HELD = 43  # O: sides held back (the strategy's held_back counter)
 SV_SHARE_IN = 44  # I: SV_SHARED of the previous call if it ended STOP_END and no event was sequenced since, else 0
 SV_TOPS = 45  # I/O: risk's (bid, ask) top, which its PnL check at a clock marks at (2 slots)
-SV_LEN = 47
+SV_FV = 47  # I/O: the strategy's fair-value sums kept between calls (kernels.FV_LEN slots)
+SV_LEN = SV_FV + FV_LEN
 
 STOP_END = 0  # every event given was applied
 STOP_OTHER = 1  # before an event the run does not cover
@@ -737,7 +743,7 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
             snap = 1 if k == RK_SNAPSHOT else 0
             n = _feed_rows(lv, flat, evs[i, RK_OFF], evs[i, RK_NB], evs[i, RK_NA])
             bad = state[S_BAD_ROWS]
-            act = _on_book(state, book, params, lv, 0, n, ts, snap)
+            act = on_book_kept(state, book, params, sv, SV_FV, lv, 0, n, ts, snap)
             bad = state[S_BAD_ROWS] - bad
             rb = rbook
             if shared & SH_RISK != 0:
