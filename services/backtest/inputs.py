@@ -37,6 +37,9 @@ from services.feed.replay import replay_items
 from services.feed.sources import SyntheticSource, limit
 
 _LOG_INPUTS = (*events.MARKET_DATA, events.GapDeclared)
+# Events in a synthetic batch: each batch costs the engine about 15 us of Python (its check,
+# the market run's call and the write-back after it), so 4x the feed's (1M events: 30 -> 19 ms).
+SYNTH_BATCH = 4096
 
 
 class Input(abc.ABC):
@@ -151,7 +154,7 @@ class SyntheticInput(Input):
         self.n = n
         self.total = n
         self.seed = seed
-        self.source = SyntheticSource(dataclasses.replace(feed, seed=seed), table)
+        self.source = SyntheticSource(dataclasses.replace(feed, seed=seed), table, SYNTH_BATCH)
 
     def items(self) -> Iterator[Item]:
         return limit(self.source.items(), self.n)  # type: ignore[return-value]

@@ -47,7 +47,7 @@ from services.feed.binance import Item
 
 PIPE_BYTES = 1 << 20
 SLOTS = 8  # ring slots: enough for the child to run a few batches ahead
-SLOT_BYTES = 1 << 18  # a synthetic batch of 1,024 events is about 74 KB
+SLOT_BYTES = 1 << 19  # a synthetic batch (inputs.SYNTH_BATCH events) is about 300 KB
 BATCH = 1024  # items per pipe message: large enough to amortize a message, small enough to start at once
 _ITEMS, _DONE, _ERROR, _SLOT = b"I", b"D", b"E", b"S"
 _enc = msgspec.msgpack.Encoder()

@@ -18,6 +18,7 @@ from common.config import FeedConfig
 from common.units import BUILTIN, SymbolTable
 from services.feed.binance import Counters, Item, Normalizer
 from services.feed.replay import Pacer, replay_items
+from services.feed.synthetic import BATCH as SYNTH_BATCH
 from services.feed.synthetic import SyntheticMarket
 
 T = TypeVar("T")
@@ -44,9 +45,9 @@ class Source(abc.ABC):
 class SyntheticSource(Source):
     name = "synthetic"
 
-    def __init__(self, feed: FeedConfig, table: SymbolTable = BUILTIN) -> None:
+    def __init__(self, feed: FeedConfig, table: SymbolTable = BUILTIN, batch: int = SYNTH_BATCH) -> None:
         self.markets = [
-            SyntheticMarket(feed.seed + i, sym, feed.levels, table[sym]) for i, sym in enumerate(feed.symbols)
+            SyntheticMarket(feed.seed + i, sym, feed.levels, table[sym], batch) for i, sym in enumerate(feed.symbols)
         ]
         self._heads: list[Item | None] = [None] * len(self.markets)  # read, not yet given
 

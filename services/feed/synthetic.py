@@ -57,9 +57,10 @@ _REGIMES = (
 _TRADE_SIZES = ((1, 30), (5, 20), (10, 15), (20, 12), (50, 10), (100, 6), (250, 4), (1000, 2), (3000, 1))
 
 
-BATCH = 1024  # items per kernel call
+BATCH = 1024  # items per kernel call (the feed's; a backtest asks for more, see services.backtest.inputs)
 _RANDOM_BLOCK = 4096  # uint32 draws per numpy call: any even size gives the same stream (see _draw)
 assert _RANDOM_BLOCK % 2 == 0
+_DRAWS_PER_ITEM = 8  # a step draws about 7 numbers an item: a call's block covers its batch
 _LEVEL_BYTES = 16  # a level row: price, qty as little-endian int64s (events.pack_pairs' layout)
 _I64_ROOM = 1 << 62
 
@@ -78,6 +79,10 @@ class SyntheticMarket:
         self.symbol = self.spec.symbol
         self.levels = max(1, levels)
         self.batch = max(1, batch)
+        # A kernel call stops when the random numbers held run short, so a batch larger than
+        # the feed's draws a larger block (even, as _draw needs) before any call that holds
+        # less than one (the feed's draws only when a call could not make one more step).
+        self._block = _RANDOM_BLOCK if self.batch <= BATCH else _DRAWS_PER_ITEM * self.batch
         sp = self.spec
         qs = sp.qty_scale
         qmul, qdiv = (10 ** (qs - 8), 1) if qs >= 8 else (10**qs, 10**8)
@@ -123,6 +128,7 @@ class SyntheticMarket:
         self._gen = np.random.Generator(np.random.PCG64(seed))
         self._rnd = np.zeros(0, dtype=np.int64)
         self._need = K.need_random(self.levels)
+        self._low = self._need if self.batch <= BATCH else self._block  # draw before a call holding fewer
         self._sym = np.frombuffer(self.symbol.encode(), dtype=np.uint8)
         self._last = [0] * K.EV_COLS  # the row of the last item given
         self._last[K.EV_TS] = START_NS
@@ -159,11 +165,11 @@ class SyntheticMarket:
         left = self._rnd[st[K.ST_RI] : st[K.ST_RN]]
         parts = [left]
         n = len(left)
-        while n < max(self._need, _RANDOM_BLOCK):
+        while n < max(self._need, self._block):
             # numpy's integers(0, 2**32, dtype=uint64) stream, twice as fast: for that range it
             # takes PCG64's 32-bit draws, each 64-bit output's low half then its high half
             # (pcg64_next32), and a block is even, so no half is left over between calls.
-            raw = self._gen.bit_generator.random_raw(_RANDOM_BLOCK // 2)
+            raw = self._gen.bit_generator.random_raw(self._block // 2)
             parts.append(raw.astype("<u8", copy=False).view("<u4").astype(np.int64))
             n += len(parts[-1])
         self._rnd = np.concatenate(parts)
@@ -180,7 +186,7 @@ class SyntheticMarket:
         """Kernel calls, forever: each fills self._ev / self._lv and yields (events, level rows)."""
         st = self._st
         while True:
-            if st[K.ST_RN] - st[K.ST_RI] < self._need:
+            if st[K.ST_RN] - st[K.ST_RI] < self._low:
                 self._draw()
             ne, nl, _steps = self._run()
             yield ne, nl

@@ -20,11 +20,13 @@ import pytest
 from common import config
 from common.hotpath.rowbatch import RowBatch
 from common.units import BUILTIN
+from services.backtest import inputs as inputs_mod
 from services.backtest import report
 from services.backtest import run as run_mod
 from services.backtest.inputs import SyntheticInput
 from services.backtest.prefetch import Prefetched, available
 from services.backtest.run import run_backtest
+from services.feed import synthetic
 
 pytestmark = pytest.mark.timeout(300)
 TIMING = {"wall_s", "events_per_s", "sequenced_per_s"}
@@ -98,6 +100,9 @@ def test_a_batch_is_decoded_only_when_a_core_needs_one_of_its_items(monkeypatch:
         return out
 
     monkeypatch.setattr(run_mod, "decode_batch", counting)
+    # The feed's batch size: a backtest's batches are 4x larger, and a decoded one costs
+    # 4x more, but the claim here is about which batches are decoded at all.
+    monkeypatch.setattr(inputs_mod, "SYNTH_BATCH", synthetic.BATCH)
     cfg = config.load()  # mesh.toml: the strategy acts now and then, not every few hundred events
     inp = _RawOnly(200_000, 3, BUILTIN, cfg.feed)
     batches = sum(1 for _ in SyntheticInput(200_000, 3, BUILTIN, cfg.feed).raw_batches())  # type: ignore[union-attr]
