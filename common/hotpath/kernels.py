@@ -1427,7 +1427,9 @@ def _kept_sum(fv, o, book, side, levels, hi, kept):
 def on_book_kept(state, book, params, fv, o, lv, start, n, ts, snapshot):
     """_on_book, with the fair value's side sums kept in fv[o : o + FV_LEN] (zeros at
     first) and reused where they still hold: the same state, book and action, for
-    the backtest's market run.
+    the backtest's market run. Another book update (through _on_book) drops them
+    by itself (FV_AT); a state or book written any other way (a snapshot loaded)
+    may leave S_N_BOOK where it was, so the caller must then zero fv[o + FV_LEVELS].
 
     Why: on a book whose updates mostly land below the five summed levels (a deep
     book changed a level or two at a time, as the synthetic market's is) the walk

@@ -38,6 +38,7 @@ import numpy as np
 from common import events as E
 from common.hotpath import dtypes as D
 from common.hotpath import market_run as K
+from common.hotpath.kernels import FV_LEVELS
 from common.hotpath.rowbatch import RowBatch
 from services.execution.core import ExecutionCore
 from services.execution.simexchange import Resting
@@ -280,6 +281,10 @@ class MarketRun:
     def _load(self) -> list[list[Resting]]:
         """The run's inputs: clocks, what each venue has in flight and at rest on the symbol."""
         eng, sv, risk, sym = self.engine, self._sv, self.risk, self.symbol
+        # The strategy's fair-value sums the last call kept: dropped whenever Python may have
+        # had the strategy's book (an event sequenced, or a state loaded between runs, which
+        # can leave its update count where it was: see unshare).
+        sv[K.SV_FV + FV_LEVELS] = 0
         sv[K.SV_CLOCK] = eng.clock_ns
         sv[K.SV_NEXT_CLOCK] = eng.next_clock
         day = risk.day

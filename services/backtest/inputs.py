@@ -32,6 +32,7 @@ from common.config import FeedConfig
 from common.hotpath.rowbatch import RowBatch
 from common.units import SymbolTable
 from services.backtest import seeddata
+from services.feed import synthetic
 from services.feed.binance import Item, Normalizer
 from services.feed.replay import replay_items
 from services.feed.sources import SyntheticSource, limit
@@ -40,6 +41,7 @@ _LOG_INPUTS = (*events.MARKET_DATA, events.GapDeclared)
 # Events in a synthetic batch: each batch costs the engine about 15 us of Python (its check,
 # the market run's call and the write-back after it), so 4x the feed's (1M events: 30 -> 19 ms).
 SYNTH_BATCH = 4096
+SYNTH_BATCH_LEVELS = 64  # up to this many book levels a side (the default is 20)
 
 
 class Input(abc.ABC):
@@ -154,7 +156,9 @@ class SyntheticInput(Input):
         self.n = n
         self.total = n
         self.seed = seed
-        self.source = SyntheticSource(dataclasses.replace(feed, seed=seed), table, SYNTH_BATCH)
+        # (the generator's level buffer grows with levels x batch: a deep book keeps the feed's)
+        batch = SYNTH_BATCH if feed.levels <= SYNTH_BATCH_LEVELS else synthetic.BATCH
+        self.source = SyntheticSource(dataclasses.replace(feed, seed=seed), table, batch)
 
     def items(self) -> Iterator[Item]:
         return limit(self.source.items(), self.n)  # type: ignore[return-value]

@@ -128,7 +128,8 @@ class SyntheticMarket:
         self._gen = np.random.Generator(np.random.PCG64(seed))
         self._rnd = np.zeros(0, dtype=np.int64)
         self._need = K.need_random(self.levels)
-        self._low = self._need if self.batch <= BATCH else self._block  # draw before a call holding fewer
+        # draw before a call that holds fewer (and always before one that could not make a step)
+        self._low = self._need if self.batch <= BATCH else max(self._need, self._block)
         self._sym = np.frombuffer(self.symbol.encode(), dtype=np.uint8)
         self._last = [0] * K.EV_COLS  # the row of the last item given
         self._last[K.EV_TS] = START_NS

@@ -12,7 +12,7 @@ import pytest
 from common.config import FeedConfig
 from common.hotpath.rowbatch import RowBatch
 from common.units import BUILTIN
-from services.backtest.inputs import SYNTH_BATCH, SyntheticInput
+from services.backtest.inputs import SYNTH_BATCH, SYNTH_BATCH_LEVELS, SyntheticInput
 from services.feed.synthetic import BATCH, SyntheticMarket
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,3 +37,11 @@ def test_a_backtest_s_batches_are_full() -> None:
     # each kernel call fills its batch (one step may add an event past it; the last batch is
     # cut by the limit)
     assert all(SYNTH_BATCH <= s <= SYNTH_BATCH + 1 for s in sizes[:-1]), sizes
+
+
+def test_a_deep_book_keeps_the_feed_s_batch() -> None:
+    # the generator's level buffer is (4 x levels + 8) x batch rows: 4096 events of a
+    # 1,000-level book would be about 260 MB
+    inp = SyntheticInput(3 * BATCH, 1, BUILTIN, FeedConfig(symbols=("BTCUSDT",), levels=SYNTH_BATCH_LEVELS + 1))
+    assert inp.source.markets[0].batch == BATCH
+    assert max(b.n for b in inp.row_batches()) <= BATCH + 1
