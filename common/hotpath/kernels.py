@@ -1436,11 +1436,7 @@ def on_book_kept(state, book, params, fv, o, lv, start, n, ts, snapshot):
     to the fifth level of each side was the larger part of an update. Why not in
     _on_book itself: the live service's diffs gain nothing, and a depth-5 diff
     paid 2-7 ns for the look at its rows and the bookkeeping (measured)."""
-    levels = params[P_MP_LEVELS]
-    if levels < 1:
-        levels = 1
-    if levels > MP_LEVELS_MAX:
-        levels = MP_LEVELS_MAX
+    levels = _clamp(params[P_MP_LEVELS], 1, MP_LEVELS_MAX)  # as weighted_vols
     kept = snapshot == 0 and n <= FV_KEEP_ROWS and fv[o + FV_AT] == state[S_N_BOOK] and fv[o + FV_LEVELS] == levels
     hi_b = -1
     hi_a = -1
