@@ -756,7 +756,7 @@ def _side_run(book, lv, r, end, side, w, tick, bad, dirty):
             r += 1
             continue
         i = _slot((px if side == SIDE_BID else -px) - key0, tick)
-        if n == 0 or i < 0 or i >= w:
+        if n == 0 or np.uint64(i) >= np.uint64(w):  # i < 0 or i >= w in one compare
             stop = 1
             break
         n, best, low, dirty = _store_level(book, q + i, cb, i, qty, n, best, low, dirty)
