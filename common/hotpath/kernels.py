@@ -645,10 +645,10 @@ def _place_run(book, lv, r, end, side, w, tick, bad):
         if hi < 0:
             key0 = key - top * tick  # the side's first level: its window goes here
         i = _slot(key - key0, tick)
-        if i >= w:
-            fail = 1
-            break
-        if i < 0:
+        if np.uint64(i) >= np.uint64(w):  # outside the window: one compare for rows inside it
+            if i >= w:
+                fail = 1
+                break
             book[BK_DROPPED + side] += 1
             continue
         if i < lo:  # below every level placed so far: a new one (the best-first case, with no load)
@@ -679,13 +679,12 @@ def _place_run(book, lv, r, end, side, w, tick, bad):
 
 
 @inline_kernel
-def _place_snapshot(book, lv, start, n):
+def _place_snapshot(book, lv, start, n, tick):
     """A snapshot's rows into a cleared book, a run of one side's rows at a time (a
     snapshot lists its bids, then its asks). Returns rows rejected, or -1, with the
     book left cleared, when a row lies above the window its side's first row placed
     (the rows then need the general path)."""
     w = book[BK_SLOTS]
-    tick = book[BK_TICK]
     bad = 0
     r = start
     end = start + n
@@ -768,7 +767,7 @@ def _side_run(book, lv, r, end, side, w, tick, bad, dirty):
 
 
 @inline_kernel
-def _delta_rows(book, lv, start, end):
+def _delta_rows(book, lv, start, end, tick):
     """The common rows of a delta, start..end: each row one store at its slot (and a
     block bit when a level appears or goes). A run of rows for one side (a diff
     lists its bids, then its asks) is applied with that side's header in registers.
@@ -781,7 +780,6 @@ def _delta_rows(book, lv, start, end):
     cannot keep them in registers); this one made a depth-20 diff's rows about
     a third cheaper, and one side at a time keeps fewer values live than both."""
     w = book[BK_SLOTS]
-    tick = book[BK_TICK]
     bad = 0
     dirty_b = 0
     dirty_a = 0
@@ -822,7 +820,10 @@ def book_apply_rows(book, lv, start, n, snapshot):
         book_clear(book)
         dropped_b = book[BK_DROPPED]
         dropped_a = book[BK_DROPPED + 1]
-        bad = _place_snapshot(book, lv, start, n)
+        if book[BK_TICK] == 1:  # the row loop with tick a constant 1, as for a delta below
+            bad = _place_snapshot(book, lv, start, n, 1)
+        else:
+            bad = _place_snapshot(book, lv, start, n, book[BK_TICK])
         if bad >= 0:
             return bad
         book[BK_DROPPED] = dropped_b  # a row beyond its side's window: row by row, as a delta
@@ -835,8 +836,10 @@ def book_apply_rows(book, lv, start, n, snapshot):
         bad = 0
         dirty_b = 0
         dirty_a = 0
+    elif tick == 1:  # the row loop with tick a constant 1: no test of it on each row
+        r0, bad, dirty_b, dirty_a = _delta_rows(book, lv, start, start + n, 1)
     else:
-        r0, bad, dirty_b, dirty_a = _delta_rows(book, lv, start, start + n)
+        r0, bad, dirty_b, dirty_a = _delta_rows(book, lv, start, start + n, tick)
     for r in range(r0, start + n):
         side, px, qty = _row(lv, r, tick)
         if side < 0:
