@@ -706,6 +706,14 @@ def market_run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, o
 
 
 @kernel
+def _apply_unshared(book, lv, n, snapshot):
+    """book_apply_rows on risk's or the router's book while it is not the strategy's (a
+    run's first events, until _share finds them equal): a call, not inlined, since it is
+    rare, and each inlined copy of the book update made _run's cold compile longer."""
+    return book_apply_rows(book, lv, 0, n, snapshot)
+
+
+@kernel
 def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, vbooks, vcfg, rest):
     for c in range(SV_DONE, SV_INTERVAL):  # the outputs count from 0 each call
         sv[c] = 0
@@ -750,11 +758,11 @@ def _run(evs, flat, start, end, sv, state, book, params, lv, vlv, rbook, obook, 
                 sv[SV_RISK_BAD] += bad
                 rb = book
             else:
-                sv[SV_RISK_BAD] += book_apply_rows(rbook, lv, 0, n, snap)
+                sv[SV_RISK_BAD] += _apply_unshared(rbook, lv, n, snap)
             sv[SV_TOPS] = _px_or_0(best_px(rb, SIDE_BID))
             sv[SV_TOPS + 1] = _px_or_0(best_px(rb, SIDE_ASK))
             sv[SV_TOPS_MOVED] = 1
-            sv[SV_ROUTER_BAD] += bad if shared & SH_ROUTER != 0 else book_apply_rows(obook, lv, 0, n, snap)
+            sv[SV_ROUTER_BAD] += bad if shared & SH_ROUTER != 0 else _apply_unshared(obook, lv, n, snap)
             for v in range(vcfg.shape[0]):
                 # One call site: _venue_book is inlined, and two would compile it twice.
                 sh = _venue_shared(shared, v) != 0
