@@ -47,6 +47,17 @@ def use_digest_cache(directory: Path = HERE) -> Path | None:
     return here
 
 
+def has_compiled(stem: str) -> bool:
+    """Whether numba's cache holds an index for the kernel `stem` ("module.function", e.g.
+    "market_run._run"): False means its first call compiles it. (numba names an index
+    ``<stem>-<line>.py<ver>.nbi``, under a folder per source directory.)"""
+    root = Path(numba.config.CACHE_DIR or HERE / "__pycache__")
+    try:
+        return any(root.rglob(f"{stem}-*.nbi"))
+    except OSError:
+        return False
+
+
 def _prune(root: Path, keep: Path) -> None:
     try:
         old = [d for d in root.glob("numba-*") if d != keep and time.time() - d.stat().st_mtime > STALE_S]

@@ -53,6 +53,7 @@ from common import config as config_mod
 from common import events as E
 from common.config import MeshConfig
 from common.core import Core, state_hash
+from common.hotpath import _numba_cache
 from common.hotpath.rowbatch import RowBatch
 from services.backtest import fastpath
 from services.execution.core import ExecutionCore
@@ -93,6 +94,10 @@ def warm_up() -> None:
     global _warm
     if _warm:
         return
+    if not _numba_cache.has_compiled("market_run._run"):  # else a silent pause of a minute or two
+        print("compiling the backtest's numba kernels into numba's cache (the first run after an install or a "
+              "change to common/hotpath: about 90 s on 2 cores; later runs load them in about a second) ...",
+              file=sys.stderr, flush=True)  # fmt: skip
     from common.units import BUILTIN
     from services.feed.synthetic import SyntheticMarket
 
