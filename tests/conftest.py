@@ -6,7 +6,7 @@ this, whichever test first ran them (a CLI test's subprocess, or a unit test in 
 process) paid that compile inside its own 120 s timeout, and a CI run failed so. Here it
 is paid once, outside every test's timeout, with a deadline of its own; every later
 process (the pytest process, the services, the CLI) loads the kernels from the cache.
-A warm cache costs about 2 s; a session of tests that run no kernels skips it.
+A warm cache costs about 1 s; a session of tests in none of KERNEL_DIRS skips it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-# The test folders whose tests run compiled kernels (in process, in a service, or in the CLI).
+# The test folders whose tests run the backtest's or the strategy's kernels, the long compiles
+# (in process, in a service, or in the CLI); others run only small kernels (the ladder's).
 KERNEL_DIRS = ("integration", "unit/backtest", "unit/hotpath", "unit/strategy", "unit/feed", "unit/verifier")
 WARM_DEADLINE_S = 1200
 WARM = "from services.backtest.engine import warm_up; warm_up()"

@@ -821,7 +821,9 @@ def _fast_rows(book, lv, start, n, snapshot, tick):
 @inline_kernel
 def _general_rows(book, lv, start, n, snapshot, r0, bad, dirty_b, dirty_a):
     """book_apply_rows' general loop, rows r0.. (see _fast_rows), then the best levels
-    settled and the windows slid where the rows left them."""
+    settled and the windows slid where the rows left them; nothing when r0 < 0 (done)."""
+    if r0 < 0:
+        return bad
     w = book[BK_SLOTS]
     tick = book[BK_TICK]
     top = w - (w >> 2)  # where a new window puts the best level
@@ -924,8 +926,6 @@ def book_apply_rows(book, lv, start, n, snapshot):
     the window is not kept (counted in BK_DROPPED); since the best always
     sits in the top half, every level within W/2 slots of it is kept."""
     r0, bad, dirty_b, dirty_a = _fast_rows(book, lv, start, n, snapshot, book[BK_TICK])
-    if r0 < 0:
-        return bad
     return _general_rows(book, lv, start, n, snapshot, r0, bad, dirty_b, dirty_a)
 
 
@@ -941,8 +941,6 @@ def book_apply_rows_tick1(book, lv, start, n, snapshot):
         r0, bad, dirty_b, dirty_a = _fast_rows(book, lv, start, n, snapshot, 1)
     else:
         r0, bad, dirty_b, dirty_a = _fast_rows(book, lv, start, n, snapshot, book[BK_TICK])
-    if r0 < 0:
-        return bad
     return _general_rows(book, lv, start, n, snapshot, r0, bad, dirty_b, dirty_a)
 
 
